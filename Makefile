@@ -1,0 +1,87 @@
+# redis-ha-kit — every entry point a person or CI uses.
+#   make deploy [ENV=staging]   deploy the kit (no ENV: the local lab)
+#   make test                   lint + unit + loopback-cluster tests (+ Ansible checks)
+#   make bench                  client benchmarks on a loopback cluster (prints figures)
+#   make lab-up / lab-down      local systemd-nspawn test hosts
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+ENV ?=
+# Debian packages the kit's own tooling needs on the machine running make.
+APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
+	systemd-container debootstrap dpkg-dev iproute2 iptables openssh-client \
+	prometheus prometheus-redis-exporter
+PYTEST_ARGS ?=
+
+.PHONY: help system-deps venv lint test unit integration ansible-checks bench \
+	deploy lab-up lab-down clean
+
+help:
+	@sed -n '2,6p' Makefile | sed 's/^# //'
+
+# Installs only what is missing, so repeated runs cost one dpkg query.
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt client/pyproject.toml | system-deps
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e client
+	@touch $@
+
+lint: venv
+	$(BIN)/ruff check client tests
+	$(BIN)/ruff format --check client tests
+	$(BIN)/mypy
+	$(BIN)/yamllint --strict .
+	@if [ -d roles ] && ls roles/*/tasks/main.yml >/dev/null 2>&1; then \
+		$(BIN)/ansible-lint --profile production; fi
+
+# pytest exits 5 when a marker selects nothing; that is not a failure here.
+define run_pytest
+	$(BIN)/pytest $(1) $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+endef
+
+unit: venv
+	@$(call run_pytest,-m "not integration and not lab")
+
+integration: venv system-deps
+	@$(call run_pytest,-m integration)
+
+test: lint
+	@$(call run_pytest,-m "not lab")
+
+bench: venv system-deps
+	$(PY) tests/bench/bench_client.py
+
+lab-up: venv system-deps
+	$(PY) tests/lab/lab.py up
+
+lab-down: venv
+	$(PY) tests/lab/lab.py down
+
+deploy: venv system-deps
+	@if [ -z "$(ENV)" ]; then \
+		$(MAKE) --no-print-directory lab-up && \
+		$(BIN)/ansible-playbook -i ansible/inventories/lab ansible/site.yml; \
+	elif [ ! -d "ansible/inventories/$(ENV)" ]; then \
+		echo "No inventory for ENV=$(ENV): create ansible/inventories/$(ENV)/ (see inventory.example)."; \
+		echo "Known environments: $$(ls ansible/inventories 2>/dev/null | tr '\n' ' ')"; exit 2; \
+	else \
+		$(BIN)/ansible-playbook -i "ansible/inventories/$(ENV)" ansible/site.yml; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

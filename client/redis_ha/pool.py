@@ -1,0 +1,301 @@
+"""Connections that always land on the current master (or a replica), and a pool that follows failover.
+
+* Every new connection asks Sentinel where to go and confirms it with ``ROLE``.
+* The pool keeps a *generation*: a failover bumps it, every pooled connection is dropped
+  (in-use ones are interrupted, so a blocked BLMOVE wakes up), and a connection of an
+  older generation is closed instead of being returned to the pool.
+* After ``fork()`` the pool starts empty and the child gets its own watcher thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, Literal
+
+import redis
+from redis.connection import Connection, ConnectionPool, SSLConnection
+from redis.utils import str_if_bytes
+
+from redis_ha.config import Address, Settings, format_address
+from redis_ha.errors import ConfigError, TopologyChanged
+from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
+from redis_ha.watch import SwitchWatcher
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["master", "replica"]
+
+NOT_SENT_MARK = "redis_ha_not_sent"
+"""Attribute set on an exception raised while connecting: the command never left this process."""
+
+
+def was_sent(error: BaseException) -> bool:
+    """False when the failure happened before the command reached a socket."""
+    return not getattr(error, NOT_SENT_MARK, False)
+
+
+STILL_DOWN_LOG_INTERVAL_S = 5.0
+
+
+class HAConnection(Connection):
+    """A redis-py connection whose address comes from Sentinel at every (re)connect."""
+
+    def __init__(self, *, ha_pool: HAConnectionPool, **kwargs: Any) -> None:
+        self.ha_pool = ha_pool
+        self.generation = -1
+        self._handshaking = False
+        self._expected_role: str | None = None
+        super().__init__(**kwargs)
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock:
+            return
+        try:
+            self.generation = self.ha_pool.generation
+            (self.host, self.port), self._expected_role = self.ha_pool.resolve()
+            self._handshaking = True
+            super().connect_check_health(check_health=check_health, retry_socket_connect=False)
+        except Exception as error:
+            # Whatever failed here failed before the caller's command was written.
+            setattr(error, NOT_SENT_MARK, True)
+            raise
+        finally:
+            self._handshaking = False
+
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        super().on_connect_check_health(check_health=check_health)
+        if self._expected_role is not None:
+            self._verify_role(self._expected_role)
+        self.ha_pool.note_connected((self.host, self.port), self._expected_role)
+
+    def _verify_role(self, expected: str) -> None:
+        """Sentinel can lag behind a failover: trust the server's own ROLE, not the address."""
+        self.send_command("ROLE", check_health=False)
+        try:
+            reply = self.read_response()
+        except redis.ResponseError as exc:
+            if str(exc).startswith("NOPERM"):
+                where = format_address((self.host, self.port))
+                raise ConfigError(
+                    [
+                        f"user '{self.username or 'default'}' may not run ROLE on {where}; "
+                        "grant it +role (redis_ha confirms the role of every new connection)"
+                    ]
+                ) from exc
+            raise
+        role = str_if_bytes(reply[0])
+        if role != expected:
+            raise TopologyChanged(
+                f"{format_address((self.host, self.port))} answered ROLE {role}, not {expected}: failover under way"
+            )
+
+    def set_read_timeout(self, seconds: float | None) -> None:
+        """Let one blocking command wait longer than the socket timeout (None: as long as it blocks)."""
+        if self._sock is not None:
+            self._sock.settimeout(seconds)
+
+    def restore_read_timeout(self) -> None:
+        if self._sock is not None:
+            self._sock.settimeout(self.socket_timeout)
+
+    def interrupt(self) -> None:
+        """Wake a thread blocked on this connection; that thread cleans up in its own time."""
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class HASSLConnection(HAConnection, SSLConnection):
+    """The same, over TLS."""
+
+
+class HAConnectionPool(ConnectionPool):
+    """A pool of HAConnections for one role of one Sentinel-monitored master."""
+
+    def __init__(self, settings: Settings, role: Role = "master", directory: SentinelDirectory | None = None) -> None:
+        self.settings = settings
+        self.role: Role = role
+        self.directory = directory or (SentinelDirectory(settings) if settings.uses_sentinel else None)
+        self.generation = 0
+        self.switch_epoch = 0
+        self._changed = threading.Condition()
+        self._watcher: SwitchWatcher | None = None
+        self._watcher_pid = 0
+        self._current: Address | None = None
+        self._replica_turn = 0
+        self._trouble_since: float | None = None
+        self._trouble_logged_at = 0.0
+        s = settings
+        super().__init__(
+            connection_class=HASSLConnection if s.tls else HAConnection,
+            ha_pool=self,
+            username=s.username,
+            password=s.password.reveal() if s.password else None,
+            db=s.db,
+            socket_timeout=s.socket_timeout_s,
+            socket_connect_timeout=s.connect_timeout_s,
+            socket_keepalive=True,
+            health_check_interval=s.health_check_interval_s,
+            client_name=s.client_name,
+            retry=no_retry(),
+            **tls_kwargs(s),
+        )
+
+    def __repr__(self) -> str:
+        return f"<HAConnectionPool {self.role} of '{self.settings.master_name}' at {format_address(self._current)}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A pool crosses into a spawned process as its settings; the child builds its own sockets.
+        return (HAConnectionPool, (self.settings, self.role))
+
+    # --- where connections go -------------------------------------------------------------
+
+    def resolve(self) -> tuple[Address, str | None]:
+        """The address for a new connection and the ROLE it must answer (None: do not check)."""
+        if self._watcher_pid != self.pid:  # first connection in this process (self.pid follows fork)
+            self._ensure_watcher()
+        if self.directory is None:
+            assert self.settings.node is not None
+            return self.settings.node, "master" if self.role == "master" else None
+        if self.role == "master":
+            return self.directory.master_address(), "master"
+        replicas = self.directory.replica_addresses()
+        if not replicas:
+            # Reads may go to the master; better slower reads than none.
+            return self.directory.master_address(), "master"
+        self._replica_turn += 1
+        return replicas[self._replica_turn % len(replicas)], "slave"
+
+    def note_connected(self, addr: Address, role: str | None) -> None:
+        """Called by each new connection; an unseen master address means the topology moved."""
+        if self.role != "master" or addr == self._current:
+            return
+        previous, self._current = self._current, addr
+        if previous is None:
+            logger.info("Connected to master %s of '%s'.", format_address(addr), self.settings.master_name)
+        else:
+            logger.warning(
+                "Master of '%s' is now %s (was %s).",
+                self.settings.master_name,
+                format_address(addr),
+                format_address(previous),
+            )
+            self._bump(interrupt_in_use=False)
+
+    @property
+    def current_master(self) -> Address | None:
+        return self._current
+
+    # --- following failover ---------------------------------------------------------------
+
+    def on_switch(self, old: Address, new: Address) -> None:
+        """Sentinel announced a failover: drop every connection, interrupt blocked ones, wake waiters."""
+        if self.role == "master" and new == self._current:
+            return
+        logger.warning(
+            "Failover seen: master of '%s' moved %s -> %s.",
+            self.settings.master_name,
+            format_address(old),
+            format_address(new),
+        )
+        if self.role == "master":
+            self._current = new
+        self._bump(interrupt_in_use=True)
+
+    def _bump(self, *, interrupt_in_use: bool) -> None:
+        with self._lock:
+            self.generation += 1
+            for conn in self._available_connections:
+                conn.disconnect()
+            if interrupt_in_use:
+                for conn in self._in_use_connections:
+                    if isinstance(conn, HAConnection):
+                        conn.interrupt()
+        with self._changed:
+            self.switch_epoch += 1
+            self._changed.notify_all()
+
+    def drop_idle(self) -> None:
+        """After a failed command: idle sockets to the same place are likely dead too."""
+        with self._lock:
+            for conn in self._available_connections:
+                conn.disconnect()
+
+    def wait_for_switch(self, since_epoch: int, timeout_s: float) -> None:
+        """Sleep up to ``timeout_s``, waking early if a failover is announced."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.switch_epoch != since_epoch, timeout=timeout_s)
+
+    # --- one log line per state change ----------------------------------------------------
+
+    def note_trouble(self, error: BaseException, attempt: int) -> None:
+        now = time.monotonic()
+        with self._changed:
+            first = self._trouble_since is None
+            if first:
+                self._trouble_since = self._trouble_logged_at = now
+            elif now - self._trouble_logged_at >= STILL_DOWN_LOG_INTERVAL_S:
+                self._trouble_logged_at = now
+            else:
+                return
+            since = self._trouble_since
+        target = f"master of '{self.settings.master_name}'" if self.role == "master" else "replicas"
+        if first:
+            logger.warning("Lost the %s (%s); reconnecting.", target, _short(error))
+        else:
+            logger.warning(
+                "Still reconnecting to the %s after %.1fs, attempt %d (%s).",
+                target,
+                now - (since or now),
+                attempt,
+                _short(error),
+            )
+
+    def note_recovered(self) -> None:
+        with self._changed:
+            since, self._trouble_since = self._trouble_since, None
+        if since is not None:
+            logger.warning(
+                "Reconnected to the %s %s after %.2fs.",
+                self.role,
+                format_address(self._current),
+                time.monotonic() - since,
+            )
+
+    # --- pool plumbing --------------------------------------------------------------------
+
+    def release(self, connection: Any) -> None:
+        # A connection from before a failover may point at the old master: never reuse it.
+        if connection.generation != self.generation:
+            connection.disconnect()
+        super().release(connection)
+
+    def _ensure_watcher(self) -> None:
+        with self._changed:
+            if self._watcher_pid == self.pid:
+                return
+            self._watcher_pid = self.pid
+            if self.directory is None:
+                return
+            self._watcher = SwitchWatcher(self.directory, self.on_switch)
+            self._watcher.start()
+
+    def close(self) -> None:
+        if self._watcher is not None and self._watcher_pid == os.getpid():
+            self._watcher.stop()
+        self._watcher = None
+        self._watcher_pid = 0
+        if self.directory is not None:
+            self.directory.close()
+        super().close()
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,97 @@
+"""Listening for ``+switch-master`` so a failover is noticed when it happens, not when a command fails.
+
+Several sentinels are watched at once (two by default), so losing one sentinel — often
+on the same host as the failed master — does not blind the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import redis
+
+from redis_ha.config import Address, format_address
+from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIBE_POLL_S = 1.0
+RESUBSCRIBE_DELAY_S = 0.5
+PUBSUB_HEALTH_CHECK_S = 5
+
+
+class SwitchWatcher:
+    """Daemon threads subscribed to +switch-master; calls ``on_switch(new_address)``."""
+
+    def __init__(self, directory: SentinelDirectory, on_switch: Callable[[Address, Address], None]) -> None:
+        self._directory = directory
+        self._on_switch = on_switch
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        count = min(self._directory.settings.watched_sentinels, max(1, len(self._directory.addresses)))
+        for slot in range(count):
+            thread = threading.Thread(target=self._run, args=(slot, count), name=f"redis-ha-watch-{slot}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=SUBSCRIBE_POLL_S * 2)
+
+    def _run(self, slot: int, stride: int) -> None:
+        """Stay subscribed to one sentinel; on trouble move on to the next one."""
+        index = slot
+        while not self._stop.is_set():
+            addresses = self._directory.addresses
+            addr = addresses[index % len(addresses)]
+            try:
+                self._listen(addr)
+            except redis.RedisError as exc:
+                logger.debug("Stopped watching sentinel %s: %s", format_address(addr), exc)
+            except OSError as exc:
+                logger.debug("Stopped watching sentinel %s: %s", format_address(addr), exc)
+            index += stride if len(addresses) > stride else 1
+            self._stop.wait(RESUBSCRIBE_DELAY_S)
+
+    def _listen(self, addr: Address) -> None:
+        s = self._directory.settings
+        client = redis.Redis(
+            host=addr[0],
+            port=addr[1],
+            username=s.sentinel_username,
+            password=s.sentinel_password.reveal() if s.sentinel_password else None,
+            socket_connect_timeout=s.sentinel_timeout_s,
+            socket_timeout=PUBSUB_HEALTH_CHECK_S * 2,
+            socket_keepalive=True,
+            health_check_interval=PUBSUB_HEALTH_CHECK_S,
+            retry=no_retry(),
+            decode_responses=True,
+            **tls_kwargs(s),
+        )
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe("+switch-master")
+            logger.debug("Watching sentinel %s for +switch-master.", format_address(addr))
+            while not self._stop.is_set():
+                message = pubsub.get_message(timeout=SUBSCRIBE_POLL_S)
+                if message and message.get("type") == "message":
+                    self._handle(str(message["data"]), addr)
+        finally:
+            pubsub.close()
+            client.close()
+
+    def _handle(self, data: str, sentinel: Address) -> None:
+        # "<master name> <old ip> <old port> <new ip> <new port>"
+        parts = data.split()
+        if len(parts) != 5 or parts[0] != self._directory.master_name:
+            return
+        old = (parts[1], int(parts[2]))
+        new = (parts[3], int(parts[4]))
+        logger.debug("Sentinel %s announced +switch-master %s", format_address(sentinel), data)
+        self._on_switch(old, new)

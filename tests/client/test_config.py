@@ -1,0 +1,145 @@
+"""Configuration: every bad value named with its variable and the expected form; secrets never shown."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import redis_ha
+import redis_ha.client as client_module
+from redis_ha.config import Secret, load_settings
+
+
+def test_sentinels_and_credentials_come_from_the_environment() -> None:
+    s = load_settings(
+        env={
+            "REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26380,[fd00::3]:26379",
+            "REDIS_MASTER_NAME": "jobs",
+            "REDIS_USERNAME": "app",
+            "REDIS_PASSWORD": "s3cret-value",
+            "REDIS_DB": "2",
+        }
+    )
+    assert s.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26380), ("fd00::3", 26379))
+    assert s.master_name == "jobs"
+    assert s.username == "app"
+    assert s.password == Secret("s3cret-value")
+    assert s.db == 2
+
+
+def test_password_file_is_read_and_its_content_never_printed(tmp_path: Path) -> None:
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("from-a-file\n")
+    secret_file.chmod(0o600)
+    s = load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_PASSWORD_FILE": str(secret_file)})
+    assert s.password is not None and s.password.reveal() == "from-a-file"
+    assert "from-a-file" not in repr(s)
+    assert "from-a-file" not in s.describe()
+    assert "from-a-file" not in repr(redis_ha.connect(settings=s))
+
+
+def test_sentinel_entry_without_port_names_the_variable_and_the_expected_form() -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(env={"REDIS_SENTINELS": "h1"})
+    assert "REDIS_SENTINELS entry 'h1' has no port; expected host:port" in str(info.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(
+            env={
+                "REDIS_SENTINELS": "h1:26379,h2:notaport,,h1:26379",
+                "REDIS_DB": "one",
+                "REDIS_TLS": "maybe",
+                "REDIS_RETRY_DEADLINE": "-3",
+                "REDIS_USERNAME": "app",
+            }
+        )
+    problems = info.value.problems
+    text = str(info.value)
+    assert "invalid port 'notaport'" in text
+    assert "empty entry" in text
+    assert "lists h1:26379 twice" in text
+    assert "REDIS_DB is 'one'; expected a whole number" in text
+    assert "REDIS_TLS is 'maybe'" in text
+    assert "REDIS_RETRY_DEADLINE is '-3'" in text
+    assert "REDIS_USERNAME is 'app' but no REDIS_PASSWORD" in text
+    assert len(problems) == 7
+
+
+def test_password_and_password_file_together_are_ambiguous(tmp_path: Path) -> None:
+    f = tmp_path / "pw"
+    f.write_text("x")
+    with pytest.raises(redis_ha.ConfigError, match="both REDIS_PASSWORD and REDIS_PASSWORD_FILE are set"):
+        load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_PASSWORD": "y", "REDIS_PASSWORD_FILE": str(f)})
+
+
+def test_unreadable_password_file_names_the_path_not_a_secret(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(redis_ha.ConfigError, match=f"REDIS_PASSWORD_FILE points to '{missing}', which cannot be read"):
+        load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_PASSWORD_FILE": str(missing)})
+
+
+def test_sentinel_url_carries_hosts_master_db_and_credentials() -> None:
+    s = load_settings("redis+sentinel://app:p%40ss@h1:26379,h2:26379/mymaster/3", env={})
+    assert s.sentinels == (("h1", 26379), ("h2", 26379))
+    assert (s.master_name, s.db, s.username) == ("mymaster", 3, "app")
+    assert s.password == Secret("p@ss")
+    assert not s.tls
+
+
+def test_plain_url_is_a_single_development_node() -> None:
+    s = load_settings(env={"REDIS_URL": "rediss://localhost/1"})
+    assert s.node == ("localhost", 6379)
+    assert s.sentinels == ()
+    assert s.tls and s.db == 1
+
+
+def test_malformed_url_error_hides_the_password() -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings("redis+sentinel://app:topsecret@h1/", env={})
+    text = str(info.value)
+    assert "topsecret" not in text
+    assert "app:***@" in text
+    assert "has no port" in text and "names no master" in text
+
+
+def test_keyword_arguments_override_the_environment() -> None:
+    s = load_settings(env={"REDIS_SENTINELS": "h1:1", "REDIS_DB": "4"}, db=5, password="kw", retry_deadline_s=3)
+    assert s.db == 5
+    assert s.password == Secret("kw")
+    assert s.retry_deadline_s == 3
+
+
+def test_unknown_keyword_is_reported() -> None:
+    with pytest.raises(redis_ha.ConfigError, match="unknown setting 'pasword'"):
+        load_settings(env={"REDIS_SENTINELS": "h1:1"}, pasword="x")
+
+
+def test_tls_files_require_tls_and_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(env={"REDIS_SENTINELS": "h1:1", "REDIS_TLS_CA_FILE": str(tmp_path / "ca.pem")})
+    assert "REDIS_TLS_CA_FILE is set but TLS is off" in str(info.value)
+    with pytest.raises(redis_ha.ConfigError, match="is not a readable file"):
+        load_settings(env={"REDIS_SENTINELS": "h1:1", "REDIS_TLS": "1", "REDIS_TLS_CA_FILE": str(tmp_path / "ca")})
+
+
+def test_nothing_configured_is_reported_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(redis_ha.ConfigError, match="no Redis location configured"):
+        load_settings(env={})
+    client_module._warned_unconfigured_pid = 0
+    with caplog.at_level("WARNING"):
+        assert redis_ha.configured(env={}) is False
+        assert redis_ha.configured(env={}) is False
+    warnings = [r for r in caplog.records if "not configured" in r.getMessage()]
+    assert len(warnings) == 1
+    assert redis_ha.configured(env={"REDIS_SENTINELS": "h:1"}) is True
+
+
+def test_connect_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_SENTINELS", "10.9.9.9:26379")
+    monkeypatch.setenv("REDIS_MASTER_NAME", "envmaster")
+    client = redis_ha.connect()
+    assert client.settings.master_name == "envmaster"
+    assert os.environ["REDIS_SENTINELS"] == "10.9.9.9:26379"
