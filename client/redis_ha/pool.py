@@ -23,6 +23,7 @@ from redis.utils import str_if_bytes
 
 from redis_ha.config import Address, Settings, format_address
 from redis_ha.errors import ConfigError, TopologyChanged
+from redis_ha.promotion import PromotionProbe, parse_info, replicas_in_role_reply
 from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
 from redis_ha.watch import SwitchWatcher
 
@@ -63,17 +64,30 @@ class HAConnection(Connection):
         except Exception as error:
             # Whatever failed here failed before the caller's command was written.
             setattr(error, NOT_SENT_MARK, True)
+            self.ha_pool.note_connect_failed((self.host, self.port))
             raise
         finally:
             self._handshaking = False
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
         super().on_connect_check_health(check_health=check_health)
+        addr = (self.host, self.port)
         if self._expected_role is not None:
-            self._verify_role(self._expected_role)
-        self.ha_pool.note_connected((self.host, self.port), self._expected_role)
+            reply = self._verify_role(self._expected_role)
+            if self._expected_role == "master":
+                self._note_master(addr, reply)
+        self.ha_pool.note_connected(addr, self._expected_role)
 
-    def _verify_role(self, expected: str) -> None:
+    def _note_master(self, addr: Address, role_reply: Any) -> None:
+        """Remember the master's replicas and, once per master, its replication id."""
+        pool = self.ha_pool
+        replid = None
+        if pool.needs_lineage(addr):
+            self.send_command("INFO", "replication", check_health=False)
+            replid = parse_info(self.read_response()).get("master_replid")
+        pool.note_master_details(addr, replicas_in_role_reply(role_reply), replid)
+
+    def _verify_role(self, expected: str) -> Any:
         """Sentinel can lag behind a failover: trust the server's own ROLE, not the address."""
         self.send_command("ROLE", check_health=False)
         try:
@@ -93,6 +107,7 @@ class HAConnection(Connection):
             raise TopologyChanged(
                 f"{format_address((self.host, self.port))} answered ROLE {role}, not {expected}: failover under way"
             )
+        return reply
 
     def set_read_timeout(self, seconds: float | None) -> None:
         """Let one blocking command wait longer than the socket timeout (None: as long as it blocks)."""
@@ -129,6 +144,11 @@ class HAConnectionPool(ConnectionPool):
         self._watcher_pid = 0
         self._current: Address | None = None
         self._replica_turn = 0
+        # The current master's replication id and replicas, to recognise a promoted replica early.
+        self._lineage: tuple[Address, str] | None = None
+        self._replicas_of_current: list[Address] = []
+        self._promotion = PromotionProbe(settings)
+        self._takeover: tuple[Address, Address] | None = None  # (lost master, replica that took over)
         self._trouble_since: float | None = None
         self._trouble_logged_at = 0.0
         s = settings
@@ -164,13 +184,45 @@ class HAConnectionPool(ConnectionPool):
             assert self.settings.node is not None
             return self.settings.node, "master" if self.role == "master" else None
         if self.role == "master":
-            return self.directory.master_address(), "master"
+            return self._master_address(), "master"
         replicas = self.directory.replica_addresses()
         if not replicas:
             # Reads may go to the master; better slower reads than none.
             return self.directory.master_address(), "master"
         self._replica_turn += 1
         return replicas[self._replica_turn % len(replicas)], "slave"
+
+    def _master_address(self) -> Address:
+        """Sentinel's answer, unless it still names a master we lost and a replica already took over."""
+        assert self.directory is not None
+        addr = self.directory.master_address()
+        takeover = self._takeover
+        if takeover is not None:
+            if addr == takeover[0]:
+                return takeover[1]  # Sentinel has not caught up yet
+            self._takeover = None
+        lineage = self._lineage
+        if self._trouble_since is not None and lineage is not None and lineage[0] == addr:
+            promoted = self._promotion.find(self._replicas_of_current, lineage[1])
+            if promoted is not None:
+                self._takeover = (addr, promoted)
+                return promoted
+        return addr
+
+    def note_connect_failed(self, addr: Address) -> None:
+        """A node we took for the new master failed us: go back to asking Sentinel only."""
+        takeover = self._takeover
+        if takeover is not None and takeover[1] == addr:
+            self._takeover = None
+
+    def needs_lineage(self, addr: Address) -> bool:
+        return self._lineage is None or self._lineage[0] != addr
+
+    def note_master_details(self, addr: Address, replicas: list[Address], replid: str | None) -> None:
+        if replicas:
+            self._replicas_of_current = replicas
+        if replid:
+            self._lineage = (addr, replid)
 
     def note_connected(self, addr: Address, role: str | None) -> None:
         """Called by each new connection; an unseen master address means the topology moved."""
@@ -293,6 +345,7 @@ class HAConnectionPool(ConnectionPool):
         self._watcher_pid = 0
         if self.directory is not None:
             self.directory.close()
+        self._promotion.close()
         super().close()
 
 
