@@ -1,5 +1,6 @@
 # redis-ha-kit — every entry point a person or CI uses.
 #   make deploy [ENV=staging]   deploy the kit (no ENV: the local lab)
+#   make upgrade [ENV=staging]  rolling upgrade/restart, a writable master throughout
 #   make test                   lint + unit + loopback-cluster tests (+ Ansible checks)
 #   make bench                  client benchmarks on a loopback cluster (prints figures)
 #   make lab-up / lab-down      local systemd-nspawn test hosts
@@ -18,10 +19,10 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy lab-up lab-down clean
+	deploy upgrade lab-up lab-down clean
 
 help:
-	@sed -n '2,6p' Makefile | sed 's/^# //'
+	@sed -n '2,7p' Makefile | sed 's/^# //'
 
 # Installs only what is missing, so repeated runs cost one dpkg query.
 system-deps:
@@ -65,6 +66,7 @@ test: lint
 
 bench: venv system-deps
 	$(PY) tests/bench/bench_client.py
+	$(PY) tests/bench/bench_rq.py
 
 lab-up: venv system-deps
 	$(PY) tests/lab/lab.py up
@@ -72,16 +74,29 @@ lab-up: venv system-deps
 lab-down: venv
 	$(PY) tests/lab/lab.py down
 
-deploy: venv system-deps
+# Staging/production secrets live in ansible-vault: VAULT_PASSWORD_FILE=path or ASK_VAULT=1.
+ANSIBLE_PLAYBOOK := ANSIBLE_CONFIG=$(CURDIR)/ansible/ansible.cfg $(BIN)/ansible-playbook \
+	$(if $(VAULT_PASSWORD_FILE),--vault-password-file $(VAULT_PASSWORD_FILE)) $(if $(ASK_VAULT),--ask-vault-pass)
+
+# Runs a playbook against ENV's inventory; no ENV means the local lab, brought up first.
+define run_playbook
 	@if [ -z "$(ENV)" ]; then \
 		$(MAKE) --no-print-directory lab-up && \
-		$(BIN)/ansible-playbook -i ansible/inventories/lab ansible/site.yml; \
+		$(ANSIBLE_PLAYBOOK) -i ansible/inventories/lab $(1); \
 	elif [ ! -d "ansible/inventories/$(ENV)" ]; then \
 		echo "No inventory for ENV=$(ENV): create ansible/inventories/$(ENV)/ (see inventory.example)."; \
-		echo "Known environments: $$(ls ansible/inventories 2>/dev/null | tr '\n' ' ')"; exit 2; \
+		echo "Known environments: $$(ls ansible/inventories | grep -v README | tr '\n' ' ')"; exit 2; \
 	else \
-		$(BIN)/ansible-playbook -i "ansible/inventories/$(ENV)" ansible/site.yml; \
+		$(ANSIBLE_PLAYBOOK) -i "ansible/inventories/$(ENV)" $(1); \
 	fi
+endef
+
+deploy: venv system-deps
+	$(call run_playbook,ansible/site.yml)
+
+# Rolling upgrade/restart that keeps a writable master throughout.
+upgrade: venv system-deps
+	$(call run_playbook,ansible/upgrade.yml)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

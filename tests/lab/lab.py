@@ -1164,6 +1164,7 @@ class Lab:
             caches.ensure(rebuild=rebuild)
             state = self._boot(caches)
             self._wait_for_ssh(state, ssh_wait_s)
+            self._refresh_apt_lists(state)
         for what, secs in caches.timings.items():
             log.info("timing: %s build %.1f s", what, secs)
         log.info("lab %s is up (%.1f s)", cfg.name, time.monotonic() - started)
@@ -1337,6 +1338,14 @@ class Lab:
                 "\n".join(problems)
                 + f"\nThe lab is left running for inspection; `lab.py down --name {state.name}` removes it."
             )
+
+    def _refresh_apt_lists(self, state: LabState) -> None:
+        """Index the local apt repository once, as a provisioned server's apt lists would be.
+
+        A fresh image has empty lists that still look recent to Ansible's ``cache_valid_time``.
+        """
+        for host in state.hosts.values():
+            run(self.exec_argv(host.name, ["apt-get", "update", "-qq"]), what=f"apt-get update on {host.name}")
 
     # -- down -------------------------------------------------------------------------------
 

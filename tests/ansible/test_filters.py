@@ -1,0 +1,111 @@
+"""The decisions the roles make, tested as the pure functions they are (no hosts, no sockets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.ansible.conftest import GOOD_PASSWORDS, load_plugin
+
+topology = load_plugin("topology")
+redis_conf = load_plugin("redis_conf")
+inventory = load_plugin("inventory")
+
+
+def answer(item: str, stdout: str = "", rc: int = 0) -> dict[str, Any]:
+    return {"item": item, "rc": rc, "stdout": stdout}
+
+
+NODES = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+DOWN = [answer(node, "", 1) for node in NODES]
+
+
+def test_first_deploy_uses_the_inventorys_initial_primary() -> None:
+    decision = topology.decide_master(DOWN, DOWN, "10.0.0.1")
+    assert decision["address"] == "10.0.0.1"
+    assert decision["live"] is False
+    assert "first deploy" in decision["reason"]
+
+
+def test_sentinels_outvote_the_inventory_after_a_failover() -> None:
+    sentinels = [answer(node, "10.0.0.2\n6379") for node in NODES]
+    roles = [
+        answer("10.0.0.1", "slave\n10.0.0.2\n6379\nconnected\n100"),
+        answer("10.0.0.2", "master\n100\n10.0.0.1\n6379\n100\n10.0.0.3\n6379\n100"),
+        answer("10.0.0.3", "slave\n10.0.0.2\n6379\nconnected\n100"),
+    ]
+    decision = topology.decide_master(sentinels, roles, "10.0.0.1")
+    assert decision == {"address": "10.0.0.2", "live": True, "reason": "3 of 3 Sentinels name 10.0.0.2 as master"}
+
+
+def test_split_sentinels_follow_the_majority_and_say_so() -> None:
+    sentinels = [
+        answer("10.0.0.1", "10.0.0.2\n6379"),
+        answer("10.0.0.2", "10.0.0.2\n6379"),
+        answer("10.0.0.3", "10.0.0.1\n6379"),
+    ]
+    decision = topology.decide_master(sentinels, DOWN, "10.0.0.1")
+    assert decision["address"] == "10.0.0.2"
+    assert "others name 10.0.0.1" in decision["reason"]
+
+
+def test_sentinel_errors_are_not_votes() -> None:
+    sentinels = [answer(node, "NOAUTH Authentication required.") for node in NODES]
+    roles = [answer("10.0.0.3", "master\n0"), *DOWN[:2]]
+    decision = topology.decide_master(sentinels, roles, "10.0.0.1")
+    assert decision["address"] == "10.0.0.3"
+    assert "only node that reports role master" in decision["reason"]
+
+
+def test_of_several_masters_the_one_with_replicas_wins() -> None:
+    roles = [
+        answer("10.0.0.1", "master\n0"),
+        answer("10.0.0.2", "master\n50\n10.0.0.3\n6379\n50"),
+        answer("10.0.0.3", "slave\n10.0.0.2\n6379\nconnected\n50"),
+    ]
+    assert topology.decide_master(DOWN, roles, "10.0.0.1")["address"] == "10.0.0.2"
+
+
+def test_replicas_point_at_the_master_when_it_is_down() -> None:
+    roles = [
+        answer("10.0.0.1", "", 1),
+        answer("10.0.0.2", "slave\n10.0.0.1\n6379\nconnect\n-1"),
+        answer("10.0.0.3", "slave\n10.0.0.1\n6379\nconnect\n-1"),
+    ]
+    decision = topology.decide_master(DOWN, roles, "10.0.0.3")
+    assert decision["address"] == "10.0.0.1"
+    assert decision["live"] is True
+
+
+def test_redis_rewrite_formats_compare_equal() -> None:
+    ours = '# c\nsave 3600 1 300 100\nmaxmemory 1024mb\nmasterauth "pw"\ndir /var/lib/redis\n'
+    theirs = (
+        'save 3600 1\nsave 300 100\nmaxmemory 1gb\nmasterauth pw\ndir "/var/lib/redis"\n'
+        "latency-tracking-info-percentiles 50 99 99.9\n"
+    )
+    assert redis_conf.redis_conf_options(ours) == redis_conf.redis_conf_options(theirs)
+
+
+def test_a_real_setting_change_is_a_difference() -> None:
+    assert redis_conf.redis_conf_options("maxmemory 1gb\n") != redis_conf.redis_conf_options("maxmemory 2gb\n")
+    assert redis_conf.redis_conf_options("") == {}
+
+
+def test_inventory_problems_are_all_reported_together() -> None:
+    problems = inventory.inventory_problems(
+        {
+            "redis_hosts": ["a", "b"],
+            "sentinel_hosts": ["a", "b"],
+            "addresses": {"a": "10.0.0.1", "b": "10.0.0.1"},
+            "initial_primaries": [],
+            "quorum": None,
+            "flavor": "redis",
+            "master_name": "my master",
+            "passwords": {**GOOD_PASSWORDS, "redis_app_password": "has a space in it!!"},
+        }
+    )
+    assert len(problems) == 5, problems
+    assert any("use an odd number" in p for p in problems)
+    assert any("share the address 10.0.0.1" in p for p in problems)
+    assert any("redis_ha_master_name is 'my master'" in p for p in problems)
+    assert any("redis_app_password contains whitespace" in p for p in problems)
+    assert any("redis_initial_primary" in p for p in problems)
