@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from redis_ha.config import Address, Settings, format_address
-from redis_ha.sentinel import no_retry, tls_kwargs
+from redis_ha.sentinel import probe_client
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +87,7 @@ class PromotionProbe:
     def _client(self, addr: Address) -> redis.Redis:
         client = self._clients.get(addr)
         if client is None:
-            s = self.settings
-            client = redis.Redis(
-                host=addr[0],
-                port=addr[1],
-                username=s.username,
-                password=s.password.reveal() if s.password else None,
-                socket_timeout=s.sentinel_timeout_s,
-                socket_connect_timeout=s.sentinel_timeout_s,
-                retry=no_retry(),
-                **tls_kwargs(s),
-            )
+            client = probe_client(self.settings, addr, sentinel=False)
             self._clients[addr] = client
         return client
 

@@ -43,6 +43,37 @@ def tls_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
+def probe_client(
+    settings: Settings,
+    addr: Address,
+    *,
+    sentinel: bool,
+    socket_timeout_s: float | None = None,
+    **extra: Any,
+) -> redis.Redis:
+    """A plain client for one sentinel (``sentinel=True``) or one Redis node, for short questions.
+
+    Short timeouts, TCP keepalive, credentials and TLS from the settings, no retries of its own.
+    """
+    if sentinel:
+        username, password = settings.sentinel_username, settings.sentinel_password
+    else:
+        username, password = settings.username, settings.password
+    return redis.Redis(
+        host=addr[0],
+        port=addr[1],
+        username=username,
+        password=password.reveal() if password else None,
+        socket_timeout=settings.sentinel_timeout_s if socket_timeout_s is None else socket_timeout_s,
+        socket_connect_timeout=settings.sentinel_timeout_s,
+        socket_keepalive=True,
+        retry=no_retry(),
+        decode_responses=True,
+        **tls_kwargs(settings),
+        **extra,
+    )
+
+
 def is_auth_failure(exc: BaseException) -> bool:
     if isinstance(exc, redis.AuthenticationError):
         return True
@@ -72,19 +103,7 @@ class SentinelDirectory:
         with self._lock:
             client = self._clients.get(addr)
             if client is None:
-                s = self.settings
-                client = redis.Redis(
-                    host=addr[0],
-                    port=addr[1],
-                    username=s.sentinel_username,
-                    password=s.sentinel_password.reveal() if s.sentinel_password else None,
-                    socket_timeout=s.sentinel_timeout_s,
-                    socket_connect_timeout=s.sentinel_timeout_s,
-                    socket_keepalive=True,
-                    retry=no_retry(),
-                    decode_responses=True,
-                    **tls_kwargs(s),
-                )
+                client = probe_client(self.settings, addr, sentinel=True)
                 self._clients[addr] = client
             return client
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import redis
 
 from redis_ha.config import Address, format_address
-from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
+from redis_ha.sentinel import SentinelDirectory, probe_client
 
 logger = logging.getLogger(__name__)
 
@@ -52,27 +52,18 @@ class SwitchWatcher:
             addr = addresses[index % len(addresses)]
             try:
                 self._listen(addr)
-            except redis.RedisError as exc:
-                logger.debug("Stopped watching sentinel %s: %s", format_address(addr), exc)
-            except OSError as exc:
+            except (redis.RedisError, OSError) as exc:
                 logger.debug("Stopped watching sentinel %s: %s", format_address(addr), exc)
             index += stride if len(addresses) > stride else 1
             self._stop.wait(RESUBSCRIBE_DELAY_S)
 
     def _listen(self, addr: Address) -> None:
-        s = self._directory.settings
-        client = redis.Redis(
-            host=addr[0],
-            port=addr[1],
-            username=s.sentinel_username,
-            password=s.sentinel_password.reveal() if s.sentinel_password else None,
-            socket_connect_timeout=s.sentinel_timeout_s,
-            socket_timeout=PUBSUB_HEALTH_CHECK_S * 2,
-            socket_keepalive=True,
+        client = probe_client(
+            self._directory.settings,
+            addr,
+            sentinel=True,
+            socket_timeout_s=PUBSUB_HEALTH_CHECK_S * 2,
             health_check_interval=PUBSUB_HEALTH_CHECK_S,
-            retry=no_retry(),
-            decode_responses=True,
-            **tls_kwargs(s),
         )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
