@@ -15,6 +15,7 @@ from redis_ha.errors import (
     RedisHAError,
     RedisUnavailable,
 )
+from redis_ha.health import health
 
 __all__ = [
     "AuthError",
@@ -27,5 +28,6 @@ __all__ = [
     "Settings",
     "configured",
     "connect",
+    "health",
     "load_settings",
 ]

@@ -203,11 +203,17 @@ class HAConnectionPool(ConnectionPool):
             self._takeover = None
         lineage = self._lineage
         if self._trouble_since is not None and lineage is not None and lineage[0] == addr:
-            promoted = self._promotion.find(self._replicas_of_current, lineage[1])
+            promoted = self._promotion.find(self._promotion_candidates, lineage[1])
             if promoted is not None:
                 self._takeover = (addr, promoted)
                 return promoted
         return addr
+
+    def _promotion_candidates(self) -> list[Address]:
+        """Replicas the master listed when we connected, plus any Sentinel has learned of since."""
+        assert self.directory is not None
+        known = self._replicas_of_current
+        return known + [a for a in self.directory.replica_addresses(healthy_only=False) if a not in known]
 
     def note_connect_failed(self, addr: Address) -> None:
         """A node we took for the new master failed us: go back to asking Sentinel only."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -60,13 +60,14 @@ class PromotionProbe:
         self._last_answer: Address | None = None
         self._announced: Address | None = None
 
-    def find(self, replicas: Sequence[Address], lineage: str) -> Address | None:
+    def find(self, candidates: Callable[[], Sequence[Address]], lineage: str) -> Address | None:
+        """The candidate that took over from the master whose replication id is ``lineage``, if any."""
         with self._lock:
             if time.monotonic() - self._probed_at < PROBE_INTERVAL_S:
                 return self._last_answer
             self._probed_at = time.monotonic()
             self._last_answer = None
-            for addr in replicas:
+            for addr in candidates():
                 try:
                     info = parse_info(self._client(addr).execute_command("INFO", "replication"))
                 except (redis.RedisError, OSError):

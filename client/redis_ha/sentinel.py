@@ -142,8 +142,8 @@ class SentinelDirectory:
             f"no sentinel of {format_addresses(addresses)} named a master '{self.master_name}': " + "; ".join(problems)
         )
 
-    def replica_addresses(self) -> list[Address]:
-        """Healthy replicas (linked to the master, not flagged down) according to the first sentinel that answers."""
+    def replica_addresses(self, *, healthy_only: bool = True) -> list[Address]:
+        """Replicas according to the first sentinel that answers; by default only those linked and not down."""
         for addr in self.addresses:
             try:
                 replicas: Any = self.client(addr).sentinel_slaves(self.master_name)
@@ -155,7 +155,7 @@ class SentinelDirectory:
             for replica in replicas:
                 flags = set(str(replica.get("flags", "")).split(","))
                 link_ok = replica.get("master-link-status", "ok") == "ok"
-                if link_ok and not flags & _BAD_REPLICA_FLAGS:
+                if not healthy_only or (link_ok and not flags & _BAD_REPLICA_FLAGS):
                     healthy.append((str(replica["ip"]), int(replica["port"])))
             return healthy
         return []

@@ -230,3 +230,25 @@ def test_client_is_safe_across_fork_and_in_spawned_processes(cluster: LoopbackCl
         assert child.exitcode == 0, method
         assert client.get(f"child-{method}") == str(child.pid).encode()
     assert client.get("parent") == b"1"
+
+
+def test_replica_promoted_out_of_the_lost_masters_stream_is_used_before_sentinel_says_so(
+    cluster: LoopbackCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With two of three sentinels gone no failover can happen, so Sentinel keeps naming the dead
+    master. Promoting a replica by hand is what Sentinel's leader does in a failover; the client
+    recognises it by its replication history and writes there."""
+    client = ha_client(cluster, retry_deadline_s=10)
+    client.set("before", "1")
+    cluster.kill_sentinel(1)
+    cluster.kill_sentinel(2)
+    replica = cluster.replica_nodes()[0]
+    old = cluster.kill_master()
+    admin_of(cluster, replica.addr).execute_command("REPLICAOF", "NO", "ONE")
+    with caplog.at_level(logging.WARNING, logger="redis_ha"):
+        assert client.set("after", "2")
+    assert client.master_address == replica.addr
+    assert client.get("before") == b"1"
+    still_named: Any = cluster.sentinel_client(0).sentinel_get_master_addr_by_name(cluster.master_name)
+    assert int(still_named[1]) == old[1]  # Sentinel never moved: the client found the replica itself
+    assert any("has taken over" in r.getMessage() for r in caplog.records)

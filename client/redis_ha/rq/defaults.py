@@ -1,0 +1,115 @@
+"""Job and queue defaults for RQ, from ``RQ_*`` environment variables, validated all at once.
+
+Every malformed variable is reported in one ``ConfigError`` naming it, its value and the
+expected form. Unset variables take the defaults below (units in the names).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from redis_ha.errors import ConfigError
+
+DEFAULT_RETRY_MAX = 3
+DEFAULT_RETRY_INTERVALS_S: tuple[int, ...] = (10, 30, 60)
+DEFAULT_JOB_TIMEOUT_S = 180  # RQ's own default
+DEFAULT_RESULT_TTL_S = 500  # RQ's own default
+DEFAULT_FAILURE_TTL_S = 365 * 24 * 3600  # RQ's own default: one year
+DEFAULT_DURABLE_TIMEOUT_MS = 1000
+DURABLE_ALL = -1
+"""``durable_replicas`` value meaning: every healthy replica Sentinel reports (the safe default)."""
+
+
+@dataclass(frozen=True)
+class RQSettings:
+    """What a producer applies to every job it enqueues unless the call says otherwise.
+
+    ``durable_replicas``: 0 = acknowledge once the master has the job; N = once N replicas
+    confirm it (``WAIT``); ``DURABLE_ALL`` = once every healthy replica Sentinel reports does.
+    Only ``DURABLE_ALL`` (or N = all replicas) cannot lose an acknowledged job in a planned
+    ``SENTINEL FAILOVER``: a replica not yet moved to the new master confirms writes the old
+    master still takes, then resyncs them away.
+    """
+
+    retry_max: int = DEFAULT_RETRY_MAX
+    retry_intervals_s: tuple[int, ...] = DEFAULT_RETRY_INTERVALS_S
+    job_timeout_s: int = DEFAULT_JOB_TIMEOUT_S
+    result_ttl_s: int = DEFAULT_RESULT_TTL_S
+    failure_ttl_s: int = DEFAULT_FAILURE_TTL_S
+    durable_replicas: int = 0
+    durable_timeout_ms: int = DEFAULT_DURABLE_TIMEOUT_MS
+    outbox_path: str | None = None
+
+    def describe(self) -> str:
+        durable = {0: "off", DURABLE_ALL: "all replicas"}.get(
+            self.durable_replicas, f"{self.durable_replicas} replicas"
+        )
+        intervals = ",".join(str(i) for i in self.retry_intervals_s) or "none"
+        return (
+            f"job timeout {self.job_timeout_s}s, retries {self.retry_max} (intervals {intervals}s), "
+            f"result TTL {self.result_ttl_s}s, failure TTL {self.failure_ttl_s}s, durable {durable}, "
+            f"outbox {self.outbox_path or 'off'}"
+        )
+
+
+def _int(
+    env: Mapping[str, str], var: str, minimum: int, problems: list[str], *, allow_minus_one: bool = False
+) -> int | None:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(f"{var} is '{raw}'; expected a whole number")
+        return None
+    if value < minimum and not (allow_minus_one and value == -1):
+        extra = " (or -1 for never)" if allow_minus_one else ""
+        problems.append(f"{var} is '{raw}'; expected a whole number of at least {minimum}{extra}")
+        return None
+    return value
+
+
+def load_rq_settings(env: Mapping[str, str] | None = None) -> RQSettings:
+    """Read ``RQ_RETRY_MAX``, ``RQ_RETRY_INTERVALS``, ``RQ_JOB_TIMEOUT``, ``RQ_RESULT_TTL``,
+    ``RQ_FAILURE_TTL``, ``RQ_DURABLE`` (0, N or ``all``), ``RQ_DURABLE_TIMEOUT_MS`` and
+    ``RQ_OUTBOX_PATH``; raise ``ConfigError`` listing every problem."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    values: dict[str, object] = {}
+    for var, name, minimum, minus_one in (
+        ("RQ_RETRY_MAX", "retry_max", 0, False),
+        ("RQ_JOB_TIMEOUT", "job_timeout_s", 1, True),
+        ("RQ_RESULT_TTL", "result_ttl_s", 0, True),
+        ("RQ_FAILURE_TTL", "failure_ttl_s", 1, True),
+        ("RQ_DURABLE_TIMEOUT_MS", "durable_timeout_ms", 1, False),
+    ):
+        value = _int(env, var, minimum, problems, allow_minus_one=minus_one)
+        if value is not None:
+            values[name] = value
+    raw_intervals = env.get("RQ_RETRY_INTERVALS", "").strip()
+    if raw_intervals:
+        parts = [p.strip() for p in raw_intervals.split(",")]
+        if all(p.isdigit() for p in parts):
+            values["retry_intervals_s"] = tuple(int(p) for p in parts)
+        else:
+            problems.append(
+                f"RQ_RETRY_INTERVALS is '{raw_intervals}'; expected whole seconds separated by commas, e.g. 10,30,60"
+            )
+    raw_durable = env.get("RQ_DURABLE", "").strip().lower()
+    if raw_durable in ("all", "yes", "true", "on"):
+        values["durable_replicas"] = DURABLE_ALL
+    elif raw_durable in ("", "0", "no", "false", "off"):
+        pass
+    elif raw_durable.isdigit():
+        values["durable_replicas"] = int(raw_durable)
+    else:
+        problems.append(f"RQ_DURABLE is '{raw_durable}'; expected 0 (off), a number of replicas, or 'all'")
+    outbox = env.get("RQ_OUTBOX_PATH", "").strip()
+    if outbox:
+        values["outbox_path"] = outbox
+    if problems:
+        raise ConfigError(problems)
+    return RQSettings(**values)  # type: ignore[arg-type]

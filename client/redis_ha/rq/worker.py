@@ -1,0 +1,445 @@
+"""An RQ worker that never exits on a Redis error: it reconnects through Sentinel and goes on.
+
+Stock RQ leaves its work loop on ``TimeoutError`` and on any other error outside the blocking
+dequeue (rq #1119, #1653, #1968, #2189), and its scheduler process dies on the first error.
+``HAWorker`` keeps RQ's job handling and changes what happens around it:
+
+* the work loop catches Redis errors, logs one line when Redis is lost and one when it is
+  back, waits (interruptibly) and goes on; only SIGTERM/SIGINT end it, after the current job;
+* every dequeue moves the job to the queue's intermediate list (RQ does so only for a single
+  queue), so a job taken by a worker that then loses its master is found and put back;
+* the connection is an ``RQRedis``, so the scheduler process and ``WorkerPool`` workers, which
+  RQ builds by cloning it, are Sentinel-aware too; work-horses are forked and inherit it;
+* the scheduler process rides through Redis errors and is restarted if it dies anyway;
+* an ``OrphanSweeper`` thread finds jobs orphaned by a failover within seconds;
+* a work-horse whose completion write fails on a broken connection retries it instead of
+  recording a job that succeeded as failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import random
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+import rq
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import DequeueTimeout, StopRequested
+from rq.scheduler import RQScheduler
+from rq.utils import as_text, now
+from rq.worker import Worker, WorkerStatus
+
+from redis_ha.client import HARedis
+from redis_ha.rq.connection import RQRedis
+from redis_ha.rq.orphans import OrphanSweeper
+
+logger = logging.getLogger(__name__)
+
+HA_WORKER_TTL_S = 35
+"""Worker key TTL base (RQ adds 60 s); the idle heartbeat comes every TTL - 15 = 20 s."""
+HA_JOB_MONITORING_INTERVAL_S = 5
+"""How often the worker refreshes its heartbeats while a job runs, seconds (RQ: 30)."""
+MULTI_QUEUE_POLL_S = 0.5
+"""With several queues, the longest a job on a lower-priority queue waits for an idle worker, seconds."""
+RECONNECT_PAUSE_MAX_S = 2.0
+"""Longest pause between two attempts of the work loop while Redis is unreachable, seconds."""
+SCHEDULER_CHECK_INTERVAL_S = 10.0
+"""How often the worker checks that its scheduler process still runs, seconds."""
+COMPLETION_RETRY_PAUSE_S = 0.2
+
+
+class WorkerQueue(rq.Queue):
+    """``rq.Queue`` whose multi-queue dequeue also goes through the intermediate list (LMOVE, not BLPOP).
+
+    BLPOP removes the job id from Redis: if the worker then loses its master before the job is
+    recorded as started, the job is gone. LMOVE keeps it in ``<queue>:intermediate`` until the
+    work-horse starts it, where ``OrphanSweeper`` finds it if it is never started.
+    """
+
+    @classmethod
+    def dequeue_any(  # noqa: PLR0917 - RQ's signature
+        cls,
+        queues: Iterable[rq.Queue],
+        timeout: int | None,
+        connection: redis.Redis,
+        job_class: Any = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> Any:
+        queues = list(queues)
+        if len(queues) == 1:
+            return super().dequeue_any(queues, timeout, connection, job_class, serializer, death_penalty_class)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for queue in queues:
+                found = cls.lmove(connection, queue.key, None)
+                if found is None:
+                    continue
+                queue_key, job_id = (as_text(part) for part in found)
+                fetched = cls._fetch_dequeued_job(
+                    connection, queue_key, job_id, job_class, serializer, death_penalty_class
+                )
+                if fetched is not None:
+                    return fetched
+            if deadline is None:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DequeueTimeout(timeout, [q.key for q in queues])
+            # Block on the most important queue for a moment, then look at all of them again.
+            first = queues[0]
+            moved = connection.blmove(
+                first.key,
+                first.intermediate_queue_key,
+                min(MULTI_QUEUE_POLL_S, remaining),  # type: ignore[arg-type]
+            )
+            if moved is not None:
+                fetched = cls._fetch_dequeued_job(
+                    connection, first.key, as_text(moved), job_class, serializer, death_penalty_class
+                )
+                if fetched is not None:
+                    return fetched
+
+
+class HAScheduler(RQScheduler):
+    """RQ's scheduler process, riding through Redis errors instead of dying on the first one."""
+
+    def work(self) -> None:
+        self._install_signal_handlers()
+        registered = failing = False
+        while not self._stop_requested:
+            try:
+                if not registered:
+                    self.register_birth()
+                    registered = True
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+                if failing:
+                    logger.warning("Scheduler reached Redis again; enqueueing scheduled jobs.")
+                failing = False
+            except redis.RedisError as exc:
+                if not failing:
+                    logger.warning("Scheduler lost Redis (%s); retrying.", _first_line(exc))
+                failing = True
+            time.sleep(self.interval)
+        with contextlib.suppress(redis.RedisError):
+            self.stop()
+
+
+class HAWorker(Worker):
+    """An RQ ``Worker`` for Redis behind Sentinel. Takes an ``HARedis``/``RQRedis`` connection."""
+
+    queue_class = WorkerQueue
+
+    def __init__(
+        self,
+        queues: Any,
+        connection: redis.Redis | None = None,
+        metrics: Any = None,
+        job_monitoring_interval: int = HA_JOB_MONITORING_INTERVAL_S,
+        worker_ttl: int = HA_WORKER_TTL_S,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(connection, HARedis) and not isinstance(connection, RQRedis):
+            connection = RQRedis(connection.settings, connection.ha_role)
+        if not isinstance(connection, RQRedis):
+            raise TypeError("HAWorker needs a redis_ha connection (redis_ha.rq.rq_connection() or redis_ha.connect())")
+        self.ha_metrics = metrics
+        self._outcomes: Any = multiprocessing.Array("q", 2)  # done, failed: written by work-horses
+        self._outcomes_seen = (0, 0)
+        self._sweeper: OrphanSweeper | None = None
+        self._redis_lost_at: float | None = None
+        self._failures = 0
+        self._scheduler_checked_at = 0.0
+        self.ha_connection: RQRedis = connection
+        super().__init__(
+            queues,
+            connection=connection,
+            job_monitoring_interval=job_monitoring_interval,
+            worker_ttl=worker_ttl,
+            **kwargs,
+        )
+
+    # --- connection -------------------------------------------------------------------------
+
+    def _set_connection(self, connection: redis.Redis) -> redis.Redis:
+        # RQ raises the socket timeout to cover its blocking dequeue. redis_ha already gives a
+        # blocking command its own timeout plus the socket timeout; raising the socket timeout
+        # for every command would make a frozen master hang the worker for that long.
+        return connection
+
+    # --- the work loop ------------------------------------------------------------------------
+
+    def work(  # noqa: PLR0917 - RQ's signature
+        self,
+        burst: bool = False,
+        logging_level: str | None = None,
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+        max_jobs: int | None = None,
+        max_idle_time: int | None = None,
+        with_scheduler: bool = True,
+        dequeue_strategy: Any = "default",
+    ) -> bool:
+        self._dequeue_strategy = dequeue_strategy
+        completed = 0
+        self._install_signal_handlers()
+        try:
+            self._until_redis_answers(lambda: self.bootstrap(logging_level, date_format, log_format))
+            self._sweeper = OrphanSweeper(
+                RQRedis(self.ha_connection.settings),
+                self.queue_names(),
+                self.name,
+                lambda: list(self.executions),
+                on_orphan=self._count_orphan,
+            )
+            self._sweeper.start()
+            if with_scheduler:
+                self._until_redis_answers(lambda: self._start_scheduler(burst, logging_level, date_format, log_format))
+            while True:
+                try:
+                    if self._stop_requested:
+                        logger.info("Worker %s: stopping on request.", self.name)
+                        break
+                    self.check_for_suspension(burst)
+                    if self.should_run_maintenance_tasks:
+                        self.run_maintenance_tasks()
+                    if with_scheduler and not burst:
+                        self._keep_scheduler_alive()
+                    result = self.dequeue_job_and_maintain_ttl(None if burst else self.dequeue_timeout, max_idle_time)
+                    self._redis_back()
+                    if result is None:
+                        break
+                    job, queue = result
+                    self.execute_job(job, queue)
+                    self._count_outcomes()
+                    self.heartbeat()
+                    completed += 1
+                    if max_jobs is not None and completed >= max_jobs:
+                        break
+                except (redis.RedisError, OSError) as exc:
+                    self._count_outcomes()
+                    self._redis_trouble(exc)
+                except (StopRequested, SystemExit):
+                    raise
+                except Exception:
+                    logger.exception("Worker %s: unexpected error in the work loop; carrying on.", self.name)
+                    time.sleep(1.0)
+        except StopRequested:
+            logger.info("Worker %s: stopping on request.", self.name)
+        finally:
+            if self._sweeper is not None:
+                self._sweeper.stop()
+            self._ha_teardown()
+        return bool(completed)
+
+    def _until_redis_answers(self, step: Any) -> None:
+        while True:
+            try:
+                step()
+            except (redis.RedisError, OSError) as exc:
+                self._redis_trouble(exc)
+                continue
+            self._redis_back()
+            return
+
+    def _redis_trouble(self, exc: BaseException) -> None:
+        """One log line when Redis is lost, then quiet retries with a short, jittered pause."""
+        self._failures += 1
+        if self._redis_lost_at is None:
+            self._redis_lost_at = time.monotonic()
+            logger.warning("Worker %s lost Redis (%s); reconnecting through Sentinel.", self.name, _first_line(exc))
+            if self.ha_metrics is not None:
+                self.ha_metrics.reconnects.inc()
+        time.sleep(random.uniform(0.1, min(RECONNECT_PAUSE_MAX_S, 0.1 * 2**self._failures)))
+
+    def _redis_back(self) -> None:
+        if self._redis_lost_at is not None:
+            logger.warning(
+                "Worker %s reached Redis again after %.1fs; working.",
+                self.name,
+                time.monotonic() - self._redis_lost_at,
+            )
+        self._redis_lost_at = None
+        self._failures = 0
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """RQ's dequeue without its own reconnect loop (whose pauses grow to 60 s): errors go up to ``work``."""
+        qnames = ",".join(self.queue_names())
+        self.set_state(WorkerStatus.IDLE)
+        self.procline("Listening on " + qnames)
+        idle_since = now()
+        idle_left = max_idle_time
+        while True:
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            if timeout is not None and idle_left is not None:
+                timeout = min(timeout, idle_left)
+            try:
+                result = self.queue_class.dequeue_any(
+                    self._ordered_queues,
+                    timeout,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
+            except DequeueTimeout:
+                if max_idle_time is not None:
+                    idle_left = int(max_idle_time - (now() - idle_since).total_seconds())
+                    if idle_left <= 0:
+                        return None
+                continue
+            if result is not None:
+                job, queue = result
+                self.reorder_queues(reference_queue=queue)
+                logger.debug("Worker %s: %s: %s", self.name, queue.name, job.id)
+            return result
+
+    # --- robustness around job execution -------------------------------------------------------
+
+    def maintain_heartbeats(self, job: Any, execution: Any) -> None:
+        try:
+            super().maintain_heartbeats(job, execution)
+        except redis.RedisError as exc:
+            # The job runs on; the next heartbeat (or the orphan check) sorts out the record.
+            logger.warning(
+                "Worker %s could not refresh heartbeats for job %s (%s).", self.name, job.id, _first_line(exc)
+            )
+
+    def prepare_job_execution(self, job: Any, remove_from_intermediate_queue: bool = False) -> None:
+        # Every dequeue here goes through the intermediate list, so always take the job off it.
+        super().prepare_job_execution(job, remove_from_intermediate_queue=True)
+
+    def handle_job_success(self, job: Any, queue: Any, started_job_registry: Any, execution: Any) -> None:
+        """Retry the completion write across a failover instead of failing a job that succeeded."""
+        deadline = time.monotonic() + self.ha_connection.settings.retry_deadline_s
+        while True:
+            try:
+                super().handle_job_success(job, queue, started_job_registry, execution)
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                logger.debug("Completion of job %s not written yet (%s); retrying.", job.id, _first_line(exc))
+                time.sleep(COMPLETION_RETRY_PAUSE_S)
+
+    def main_work_horse(self, job: Any, queue: Any) -> None:
+        # A work-horse lives for one job. It needs no +switch-master watcher threads of its own
+        # (two sentinel subscriptions per job): the worker's watcher follows failovers, and the
+        # horse's retry loop re-resolves the master through Sentinel on any error anyway.
+        self.ha_connection.ha_pool._watcher_pid = os.getpid()
+        super().main_work_horse(job, queue)
+
+    def perform_job(self, job: Any, queue: Any, execution: Any) -> bool:
+        ok: bool = super().perform_job(job, queue, execution)
+        with self._outcomes.get_lock():
+            self._outcomes[0 if ok else 1] += 1
+        return ok
+
+    def _count_outcomes(self) -> None:
+        with self._outcomes.get_lock():
+            done, failed = self._outcomes[0], self._outcomes[1]
+        seen_done, seen_failed = self._outcomes_seen
+        self._outcomes_seen = (done, failed)
+        if self.ha_metrics is not None:
+            self.ha_metrics.jobs_done.inc(done - seen_done)
+            self.ha_metrics.jobs_failed.inc(failed - seen_failed)
+
+    def _count_orphan(self, job_id: str) -> None:
+        if self.ha_metrics is not None:
+            self.ha_metrics.orphans.inc()
+
+    @property
+    def outcome_counts(self) -> tuple[int, int]:
+        """Jobs done and failed by this worker's work-horses since it started."""
+        with self._outcomes.get_lock():
+            return int(self._outcomes[0]), int(self._outcomes[1])
+
+    # --- registration, signals, scheduler, teardown ------------------------------------------------
+
+    def register_birth(self) -> None:
+        # A retried bootstrap finds its own earlier registration: that is not another worker.
+        key = self.key
+        if self.connection.exists(key) and not self.connection.hexists(key, "death"):
+            recorded = self.connection.hmget(key, ["pid", "hostname"])
+            if [as_text(v) if v is not None else None for v in recorded] == [str(os.getpid()), self.hostname]:
+                self.connection.delete(key)
+        super().register_birth()
+
+    def set_shutdown_requested_date(self) -> None:
+        # Called from the signal handler: never let a Redis outage turn a stop request into a crash.
+        with contextlib.suppress(redis.RedisError):
+            super().set_shutdown_requested_date()
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        self.scheduler = HAScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else logging.INFO,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                try:
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()
+                finally:
+                    self.scheduler.release_locks()
+                    self.scheduler.register_death()
+            else:
+                self.scheduler.start()
+
+    def _keep_scheduler_alive(self) -> None:
+        """Take over scheduling if no scheduler holds the lock (ours died, or another worker's did)."""
+        if time.monotonic() - self._scheduler_checked_at < SCHEDULER_CHECK_INTERVAL_S:
+            return
+        self._scheduler_checked_at = time.monotonic()
+        scheduler = self.scheduler
+        if scheduler is None:
+            self._start_scheduler()
+        elif scheduler._process is None or not scheduler._process.is_alive():
+            scheduler.acquire_locks(auto_start=True)
+
+    def _ha_teardown(self) -> None:
+        if self.scheduler is not None and self.scheduler._process is not None:
+            with contextlib.suppress(OSError):
+                self.stop_scheduler()
+        try:
+            self.register_death()
+        except redis.RedisError as exc:
+            logger.warning("Worker %s could not record its stop in Redis (%s).", self.name, _first_line(exc))
+        with contextlib.suppress(redis.RedisError, AttributeError):
+            self.unsubscribe()
+
+    def teardown(self) -> None:
+        self._ha_teardown()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def make_worker(queue_names: Sequence[str], connection: RQRedis, **kwargs: Any) -> HAWorker:
+    """An ``HAWorker`` on ``queue_names`` (highest priority first)."""
+    queues = [WorkerQueue(name, connection=connection) for name in queue_names]
+    return HAWorker(queues, connection=connection, **kwargs)

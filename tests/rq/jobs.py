@@ -1,0 +1,48 @@
+"""Job functions for the RQ tests and benchmark; importable by a worker subprocess (PYTHONPATH=repo root).
+
+Executions are recorded by appending one line to a file (O_APPEND writes of one short line are
+atomic), not in Redis, so the record itself cannot be lost or doubled by a failover.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from rq import get_current_job
+
+
+def record(path: str, tag: str = "") -> str:
+    """Append ``<job id> <tag>`` to ``path``; return the job id."""
+    job = get_current_job()
+    job_id = job.id if job is not None else "-"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{job_id} {tag}\n".encode())
+    finally:
+        os.close(fd)
+    return job_id
+
+
+def sleep_then_record(path: str, seconds: float) -> str:
+    """Work for ``seconds``, then record the execution."""
+    time.sleep(seconds)
+    return record(path, "slept")
+
+
+def noop() -> None:
+    """Nothing: for throughput measurements."""
+
+
+def executions(path: str) -> dict[str, int]:
+    """How many times each job id was recorded in ``path``."""
+    counts: dict[str, int] = {}
+    try:
+        with open(path, encoding="utf-8") as lines:
+            for line in lines:
+                job_id = line.split(" ", 1)[0].strip()
+                if job_id:
+                    counts[job_id] = counts.get(job_id, 0) + 1
+    except FileNotFoundError:
+        pass
+    return counts

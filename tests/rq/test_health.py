@@ -1,0 +1,60 @@
+"""The healthy/degraded/down decision, without sockets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from redis_ha.health import Observation, ReplicaView, SentinelView, decide
+
+MASTER = ("10.0.0.1", 6379)
+
+
+def sentinel(port: int, **changes: object) -> SentinelView:
+    base = SentinelView(("10.0.0.9", port), reachable=True, master=MASTER, quorum_ok=True, quorum_reply="OK 3")
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def healthy() -> Observation:
+    return Observation(
+        master_name="mymaster",
+        sentinels=(sentinel(26379), sentinel(26380), sentinel(26381)),
+        master=MASTER,
+        replicas=(ReplicaView(("10.0.0.2", 6379), True, 0, 0), ReplicaView(("10.0.0.3", 6379), True, 1, 10)),
+        known_replicas=2,
+    )
+
+
+def test_all_parts_answering_is_healthy_and_says_so() -> None:
+    state, reason = decide(healthy())
+    assert state == "healthy"
+    assert "2 replica(s)" in reason and "3/3 sentinels" in reason
+
+
+def test_no_sentinel_answering_is_down() -> None:
+    obs = dataclasses.replace(healthy(), sentinels=(sentinel(26379, reachable=False),))
+    assert decide(obs)[0] == "down"
+
+
+def test_an_unreachable_master_is_down_with_the_error() -> None:
+    state, reason = decide(dataclasses.replace(healthy(), master=None, master_error="timed out"))
+    assert (state, "timed out" in reason) == ("down", True)
+
+
+def test_a_missing_sentinel_or_quorum_is_degraded() -> None:
+    one_down = dataclasses.replace(
+        healthy(), sentinels=(sentinel(26379), sentinel(26380), sentinel(26381, reachable=False))
+    )
+    no_quorum = dataclasses.replace(
+        healthy(), sentinels=(sentinel(26379, quorum_ok=False, quorum_reply="NOQUORUM 1 usable Sentinels"),)
+    )
+    assert decide(one_down) == ("degraded", "1 of 3 sentinels do not answer")
+    assert "NOQUORUM" in decide(no_quorum)[1]
+
+
+def test_a_lagging_or_missing_replica_is_degraded() -> None:
+    lagging = dataclasses.replace(healthy(), replicas=(ReplicaView(("10.0.0.2", 6379), True, 30, 999),))
+    state, reason = decide(lagging)
+    assert state == "degraded"
+    assert "1 of 2 replicas" in reason and "lags 30s" in reason
+    alone = dataclasses.replace(healthy(), replicas=(), known_replicas=0)
+    assert "no replica" in decide(alone)[1]

@@ -1,0 +1,297 @@
+"""RQ producers and the real ``redis-ha worker`` CLI against a loopback cluster being failed over."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis_ha
+from redis_ha.rq import Queue, rq_connection
+from redis_ha.rq.connection import RQRedis
+from redis_ha.rq.defaults import RQSettings
+from rq.job import Job, JobStatus
+from rq.queue import Queue as StockQueue
+
+from tests.rq import jobs
+from tests.rq.support import REPO_ROOT, run_cli, wait_until, worker_env, worker_process
+from tests.support.cluster import LoopbackCluster
+
+pytestmark = pytest.mark.integration
+
+PRODUCE_LIMIT_S = 30.0
+DRAIN_LIMIT_S = 60.0
+FAST_RETRY = RQSettings(retry_max=3, retry_intervals_s=(1,))
+
+
+def ha_queue(cluster: LoopbackCluster, **kwargs: Any) -> Queue:
+    settings = redis_ha.load_settings(env=cluster.env())
+    return Queue("default", connection=RQRedis(settings), rq_settings=kwargs.pop("rq_settings", FAST_RETRY), **kwargs)
+
+
+class Producer(threading.Thread):
+    """Enqueues a job every few ms in a bounded loop; records which job ids were acknowledged."""
+
+    def __init__(self, queue: Queue, record_path: Path) -> None:
+        super().__init__(daemon=True)
+        self.queue = queue
+        self.record_path = str(record_path)
+        self.acknowledged: list[str] = []
+        self.errors: list[BaseException] = []
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + PRODUCE_LIMIT_S
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            try:
+                job = self.queue.enqueue(jobs.record, self.record_path)
+                self.acknowledged.append(job.id)
+            except Exception as error:  # what surfaces is what the test checks
+                self.errors.append(error)
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize("failover", ["kill -9 of the master", "SENTINEL FAILOVER"])
+def test_jobs_enqueued_during_a_failover_all_finish_and_the_worker_survives(
+    cluster: LoopbackCluster, tmp_path: Path, failover: str
+) -> None:
+    record = tmp_path / "executions.txt"
+    with worker_process(cluster, tmp_path / "worker.log") as worker:
+        # durable="all": the one setting that cannot lose an acknowledged job in a planned failover.
+        producer = Producer(ha_queue(cluster, durable="all"), record)
+        producer.start()
+        time.sleep(1.0)
+        old = cluster.master_addr()
+        if failover == "SENTINEL FAILOVER":
+            cluster.sentinel_failover()
+        else:
+            cluster.kill_master()
+        cluster.wait_for_master_change(old)
+        time.sleep(2.0)
+        producer.stop_event.set()
+        producer.join(PRODUCE_LIMIT_S)
+        acknowledged = set(producer.acknowledged)
+        wait_until(
+            lambda: acknowledged <= set(jobs.executions(str(record))),
+            DRAIN_LIMIT_S,
+            "every acknowledged job to run",
+            interval_s=0.5,
+        )
+        assert worker.poll() is None, "the worker process exited"
+        pid = worker.pid
+    runs = jobs.executions(str(record))
+    duplicates = sum(1 for job_id in acknowledged if runs[job_id] > 1)
+    print(f"{failover}: {len(acknowledged)} acknowledged, all ran, {duplicates} ran twice, worker pid {pid} kept")
+    assert producer.errors == []
+    assert len(acknowledged) > 50
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_retried_enqueue_whose_reply_was_lost_does_not_queue_the_job_twice(cluster: LoopbackCluster) -> None:
+    """The master is frozen longer than the socket timeout but shorter than Sentinel's down-after:
+    the first EVALSHA runs when it thaws, its reply is lost, and the retry finds the job there."""
+    queue = Queue(
+        "default",
+        connection=RQRedis(redis_ha.load_settings(env=cluster.env(), socket_timeout_s=0.3)),
+        rq_settings=FAST_RETRY,
+    )
+    queue.connection.ping()
+    master = cluster.master_node()
+    cluster.freeze(master)
+    timer = threading.Timer(0.9, cluster.thaw, args=(master,))
+    timer.start()
+    try:
+        job = queue.enqueue(jobs.noop)
+    finally:
+        timer.join()
+        cluster.thaw(master)
+    assert queue.connection.lrange(queue.key, 0, -1) == [job.id.encode()]
+
+    # Stock RQ's enqueue pipeline (HSET, RPUSH, ...) in the same spot: nobody can know whether
+    # its RPUSH ran, so redis_ha refuses to repeat it.
+    class FreezingStockQueue(StockQueue):
+        def _persist_job(self, *args: Any, **kwargs: Any) -> Any:
+            cluster.freeze(master)  # the pipeline is being filled: nothing is sent until execute()
+            return super()._persist_job(*args, **kwargs)
+
+    stock = FreezingStockQueue("stock", connection=queue.connection)
+    timer = threading.Timer(0.9, cluster.thaw, args=(master,))
+    timer.start()
+    try:
+        with pytest.raises(redis_ha.CommandOutcomeUnknown):
+            stock.enqueue(jobs.noop)
+    finally:
+        timer.join()
+        cluster.thaw(master)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_sigterm_during_a_job_lets_it_finish_then_the_worker_exits_zero(
+    cluster: LoopbackCluster, tmp_path: Path
+) -> None:
+    record = tmp_path / "executions.txt"
+    queue = ha_queue(cluster)
+    port = free_port()
+    with worker_process(cluster, tmp_path / "worker.log", cli_args=("--metrics-port", str(port))) as worker:
+        job = queue.enqueue(jobs.sleep_then_record, str(record), 2.0)
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, 20, "the job to start")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        assert 'redis_ha_rq_queue_depth{queue="default"} 0.0' in metrics
+        assert "redis_ha_failovers_seen_total 0.0" in metrics
+        os.kill(worker.pid, signal.SIGTERM)
+        code = worker.wait(timeout=30)
+    assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    assert jobs.executions(str(record)) == {job.id: 1}
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+
+
+PRODUCER_SCRIPT = """
+import sys
+from redis_ha.rq import Queue
+from tests.rq import jobs
+queue = Queue("default")
+ids = [queue.enqueue(jobs.record, sys.argv[1]).id for _ in range(int(sys.argv[2]))]
+print(" ".join(ids))
+"""
+
+
+def test_jobs_enqueued_while_redis_is_unreachable_wait_on_disk_and_go_out_once(
+    cluster: LoopbackCluster, tmp_path: Path
+) -> None:
+    record = tmp_path / "executions.txt"
+    outbox = tmp_path / "outbox.db"
+    env = worker_env(cluster, {"RQ_OUTBOX_PATH": str(outbox), "REDIS_RETRY_DEADLINE": "1"})
+    cluster.stop_all_sentinels()
+    # A producer process enqueues while no sentinel answers, then exits: the jobs wait on disk.
+    produced = subprocess.run(
+        [sys.executable, "-c", PRODUCER_SCRIPT, str(record), "20"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO_ROOT,
+    )
+    ids = produced.stdout.split()
+    assert len(ids) == 20
+    assert "storing jobs in outbox" in produced.stderr
+    for i in range(len(cluster.sentinels)):
+        cluster.start_sentinel(i)
+    cluster.wait_healthy(30)
+    # A new producer process (a restart) finds the outbox and flushes it, oldest first.
+    queue = Queue(
+        "default", connection=RQRedis(redis_ha.load_settings(env=cluster.env())), outbox=outbox, rq_settings=FAST_RETRY
+    )
+    assert queue.outbox is not None
+    wait_until(lambda: len(queue.outbox) == 0, 30, "the outbox to drain")  # type: ignore[arg-type]
+    queued = [j.decode() if isinstance(j, bytes) else j for j in queue.connection.lrange(queue.key, 0, -1)]
+    assert queued == ids
+    with worker_process(cluster, tmp_path / "worker.log"):
+        wait_until(lambda: len(jobs.executions(str(record))) == 20, 30, "every outboxed job to run", 0.3)
+    assert set(jobs.executions(str(record)).values()) == {1}
+
+
+def test_a_job_already_in_redis_is_not_sent_again_from_the_outbox(cluster: LoopbackCluster, tmp_path: Path) -> None:
+    queue = Queue(
+        "default",
+        connection=RQRedis(redis_ha.load_settings(env=cluster.env())),
+        outbox=tmp_path / "outbox.db",
+        rq_settings=FAST_RETRY,
+    )
+    job = queue.enqueue(jobs.noop)
+    assert queue.outbox is not None
+    from redis_ha.outbox import OutboxEntry  # noqa: PLC0415
+
+    queue.outbox.add(OutboxEntry(job_id=job.id, queue="default", mapping=job.to_dict()))
+    queue.flush_outbox()
+    assert queue.connection.lrange(queue.key, 0, -1) == [job.id.encode()]
+
+
+def test_a_job_orphaned_by_a_lost_completion_is_finished_within_30_seconds(
+    cluster: LoopbackCluster, tmp_path: Path
+) -> None:
+    """While the job runs, its Redis records are copied; once it finished they are put back, as
+    a failover to a replica that missed the completion would leave them."""
+    record = tmp_path / "executions.txt"
+    queue = ha_queue(cluster)
+    admin = cluster.redis_client(cluster.master_addr())
+    with worker_process(cluster, tmp_path / "worker.log") as worker:
+        job = queue.enqueue(jobs.sleep_then_record, str(record), 1.5)
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED, 20, "the job to start")
+        time.sleep(0.3)
+        keys = [job.key, queue.started_job_registry.key]
+        keys += [k for k in admin.keys("rq:execution*") if job.id in k]
+        keys += admin.keys("rq:worker:*:executions")
+        snapshot = {key: admin.dump(key) for key in keys}
+        wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 20, "the job to finish")
+        for key, value in snapshot.items():
+            if value is not None:
+                admin.restore(key, 0, value, replace=True)
+        assert Job.fetch(job.id, connection=queue.connection).get_status() == JobStatus.STARTED
+        took = wait_until(
+            lambda: (
+                job.get_status(refresh=True) == JobStatus.FINISHED
+                and len(jobs.executions(str(record))) == 1
+                and jobs.executions(str(record))[job.id] == 2
+            ),
+            30,
+            "the orphaned job to run again and finish",
+            interval_s=0.2,
+        )
+        assert worker.poll() is None
+    print(f"orphaned job finished again {took:.1f}s after its completion was lost (it ran twice by design)")
+    assert "Orphaned job found" in (tmp_path / "worker.log").read_text()
+
+
+def test_bad_configuration_is_reported_plainly_with_exit_code_2(cluster: LoopbackCluster) -> None:
+    env = worker_env(cluster, {"REDIS_SENTINELS": "127.0.0.1:notaport", "RQ_RETRY_MAX": "many"})
+    result = run_cli(["worker", "default"], env, timeout_s=30)
+    assert result.returncode == 2
+    assert "REDIS_SENTINELS" in result.stderr and "RQ_RETRY_MAX" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_status_reports_healthy_then_degraded_and_ping_loop_summarizes(cluster: LoopbackCluster) -> None:
+    env = worker_env(cluster)
+    healthy = run_cli(["status", "--json"], env)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert '"state": "healthy"' in healthy.stdout
+    cluster.kill_sentinel(2)
+    degraded = run_cli(["status"], env)
+    assert degraded.returncode == 1
+    assert degraded.stdout.startswith("DEGRADED: 1 of 3 sentinels do not answer")
+    pings = run_cli(["ping-loop", "--interval", "0.1", "--duration", "1"], env)
+    assert pings.returncode == 0
+    assert "Summary:" in pings.stdout and "0 failed" in pings.stdout
+
+
+def test_rq_clones_of_the_connection_stay_sentinel_aware() -> None:
+    """RQ's scheduler and WorkerPool rebuild the connection from its pool's kwargs."""
+    from redis.connection import ConnectionPool  # noqa: PLC0415
+    from rq.connections import parse_connection  # noqa: PLC0415
+
+    original = rq_connection(sentinels="127.0.0.1:1", retry_deadline_s=0.1)
+    conn_class, pool_class, pool_kwargs = parse_connection(original)
+    clone = conn_class(connection_pool=ConnectionPool(connection_class=pool_class, **pool_kwargs))
+    assert isinstance(clone, RQRedis)
+    assert clone.ha_pool is not original.ha_pool
+    assert clone.settings == original.settings
+    with pytest.raises(redis.ConnectionError):
+        clone.ping()
