@@ -149,6 +149,7 @@ class HAConnectionPool(ConnectionPool):
         self._replicas_of_current: list[Address] = []
         self._promotion = PromotionProbe(settings)
         self._takeover: tuple[Address, Address] | None = None  # (lost master, replica that took over)
+        self._inherited_master: Address | None = None
         self._trouble_since: float | None = None
         self._trouble_logged_at = 0.0
         s = settings
@@ -167,6 +168,20 @@ class HAConnectionPool(ConnectionPool):
             **tls_kwargs(s),
         )
 
+    def reset(self) -> None:
+        """redis-py calls this at start and in a forked child, whose pool starts empty."""
+        super().reset()
+        # A forked child (an RQ work-horse, say) first tries the master its parent last confirmed,
+        # sparing a Sentinel round trip per child. ROLE still checks it; any failure asks Sentinel.
+        self._inherited_master = self._current
+
+    def disable_watcher(self) -> None:
+        """This process will not subscribe to +switch-master: for short-lived children whose parent
+        watches already. Commands still re-resolve the master through Sentinel on any error."""
+        with self._changed:
+            # os.getpid(), not self.pid: right after fork() redis-py has not noticed the new pid yet.
+            self._watcher_pid = os.getpid()
+
     def __repr__(self) -> str:
         return f"<HAConnectionPool {self.role} of '{self.settings.master_name}' at {format_address(self._current)}>"
 
@@ -184,6 +199,9 @@ class HAConnectionPool(ConnectionPool):
             assert self.settings.node is not None
             return self.settings.node, "master" if self.role == "master" else None
         if self.role == "master":
+            inherited, self._inherited_master = self._inherited_master, None
+            if inherited is not None:
+                return inherited, "master"
             return self._master_address(), "master"
         replicas = self.directory.replica_addresses()
         if not replicas:

@@ -337,7 +337,7 @@ class HAWorker(Worker):
         # A work-horse lives for one job. It needs no +switch-master watcher threads of its own
         # (two sentinel subscriptions per job): the worker's watcher follows failovers, and the
         # horse's retry loop re-resolves the master through Sentinel on any error anyway.
-        self.ha_connection.ha_pool._watcher_pid = os.getpid()
+        self.ha_connection.ha_pool.disable_watcher()
         super().main_work_horse(job, queue)
 
     def perform_job(self, job: Any, queue: Any, execution: Any) -> bool:
