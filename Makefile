@@ -3,6 +3,7 @@
 #   make upgrade [ENV=staging]  rolling upgrade/restart, a writable master throughout
 #   make test                   lint + unit + loopback-cluster tests (+ Ansible checks)
 #   make bench                  client benchmarks on a loopback cluster (prints figures)
+#   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
 #   make lab-up / lab-down      local systemd-nspawn test hosts
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -19,10 +20,10 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade lab-up lab-down clean
+	deploy upgrade drill test-drills lab-up lab-down clean
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# //'
+	@sed -n '2,8p' Makefile | sed 's/^# //'
 
 # Installs only what is missing, so repeated runs cost one dpkg query.
 system-deps:
@@ -97,6 +98,21 @@ deploy: venv system-deps
 # Rolling upgrade/restart that keeps a writable master throughout.
 upgrade: venv system-deps
 	$(call run_playbook,ansible/upgrade.yml)
+
+# Failover drills: make drill [ENV=staging] KIND=kill-master [CONFIRM=yes] [DRILL_ARGS="--rate 50 --hold 10"]
+# Kinds: kill-master stop-master freeze-master partition-master sentinel-failover kill-sentinel
+# restart-replica rolling-restart. No ENV: the local lab (deployed with `make deploy` first).
+KIND ?= kill-master
+DRILL_ARGS ?=
+drill: venv system-deps
+	@if [ -z "$(ENV)" ]; then $(MAKE) --no-print-directory lab-up || exit $$?; fi; \
+	CONFIRM="$(CONFIRM)" VAULT_PASSWORD_FILE="$(VAULT_PASSWORD_FILE)" ASK_VAULT="$(ASK_VAULT)" \
+	$(BIN)/redis-ha drill run --kind "$(KIND)" --env "$(or $(ENV),lab)" $(DRILL_ARGS)
+
+# The lab's two network-facing drills; each exits non-zero when its SLO is missed.
+test-drills: venv system-deps
+	$(MAKE) --no-print-directory drill KIND=kill-master
+	$(MAKE) --no-print-directory drill KIND=partition-master
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

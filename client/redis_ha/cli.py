@@ -3,6 +3,7 @@
   redis-ha worker [QUEUE ...] [--metrics-port P]   queues in priority order (default: default)
   redis-ha status [--json]                         exit 0 healthy, 1 degraded, 2 down
   redis-ha ping-loop [--interval S] [--duration D] ping the master, print a summary
+  redis-ha drill run|traffic|report ...            failover drills (see redis_ha.drill.cli)
 
 Settings come from the environment (REDIS_SENTINELS, REDIS_MASTER_NAME, REDIS_PASSWORD(_FILE),
 RQ_* ...). A configuration error is printed plainly and exits with code 2.
@@ -153,6 +154,13 @@ def cmd_ping_loop(args: argparse.Namespace) -> int:
     return 0 if failures == 0 else 1
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from redis_ha.drill.cli import main as drill_main  # noqa: PLC0415 - drills stay off the app's import path
+
+    rest = args.drill_args[1:] if args.drill_args[:1] == ["--"] else args.drill_args
+    return drill_main(rest)
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -186,10 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     ping.add_argument("--interval", type=_positive, default=DEFAULT_PING_INTERVAL_S, help="seconds between pings")
     ping.add_argument("--duration", type=_positive, default=DEFAULT_PING_DURATION_S, help="seconds to run")
     ping.set_defaults(func=cmd_ping_loop)
+
+    drill = sub.add_parser("drill", help="failover drills: run, traffic, report", add_help=False)
+    drill.add_argument("drill_args", nargs=argparse.REMAINDER, help="see `redis-ha drill --help`")
+    drill.set_defaults(func=cmd_drill)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["drill"]:  # argparse's REMAINDER would swallow nothing before a leading option
+        argv = ["drill", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

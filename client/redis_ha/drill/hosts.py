@@ -1,0 +1,166 @@
+"""The drill backend for real hosts: Ansible over SSH, with the environment's inventory.
+
+Breaking and restoring go through ``ansible/drill.yml`` (one host, ``drill_step=break|restore``);
+a rolling restart is ``ansible/upgrade.yml`` with forced restarts. Which host is which comes from
+``ansible-inventory --list``; how apps reach the cluster from ``.deploy/<env>/redis-ha.env``, which
+``make deploy`` wrote. Parsing both is pure (``parse_env_file``, ``hosts_by_address``,
+``prometheus_url_from``); only ``HostsBackend`` runs commands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from redis_ha.config import Address, format_address
+from redis_ha.drill.kinds import Plan
+
+logger = logging.getLogger(__name__)
+
+PLAYBOOK_TIMEOUT_S = 900.0
+DEFAULT_PROMETHEUS_PORT = 9090
+
+
+def find_repo_root(hint: str | None = None) -> Path:
+    """The redis-ha-kit checkout: ``hint``, else the first parent of the cwd holding ansible/site.yml."""
+    candidates = [Path(hint)] if hint else [Path.cwd(), *Path.cwd().parents]
+    for path in candidates:
+        if (path / "ansible" / "site.yml").is_file():
+            return path.resolve()
+    raise SystemExit("redis-ha drill run: run it from the redis-ha-kit checkout (no ansible/site.yml found)")
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """``KEY='value'`` lines of a rendered redis-ha.env (shell syntax, comments ignored). Pure."""
+    env = {}
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, raw = line.partition("=")
+        words = shlex.split(raw) if raw else [""]
+        env[key.strip()] = words[0] if words else ""
+    return env
+
+
+def _address(hostvars: dict[str, Any], host: str) -> str:
+    vars_ = hostvars.get(host, {})
+    value = vars_.get("redis_ha_address") or vars_.get("ansible_host") or host
+    return str(value)
+
+
+def hosts_by_address(inventory: dict[str, Any], groups: tuple[str, ...] = ("redis", "sentinel")) -> dict[str, str]:
+    """Address -> inventory host for the hosts of ``groups`` (``ansible-inventory --list`` output). Pure.
+
+    An address is ``redis_ha_address`` if the inventory sets it (and it is not a template), else
+    ``ansible_host``, else the host name: what the nodes announce to Sentinel.
+    """
+    hostvars = inventory.get("_meta", {}).get("hostvars", {})
+    found = {}
+    for group in groups:
+        for host in inventory.get(group, {}).get("hosts", []):
+            address = _address(hostvars, host)
+            found[address if "{{" not in address else str(hostvars.get(host, {}).get("ansible_host", host))] = host
+    return found
+
+
+def prometheus_url_from(inventory: dict[str, Any]) -> tuple[str | None, str]:
+    """The first monitoring host's Prometheus URL, or None and why. Pure."""
+    hosts = inventory.get("monitoring", {}).get("hosts", [])
+    if not hosts:
+        return None, "no monitoring host configured (inventory group 'monitoring' is empty)"
+    hostvars = inventory.get("_meta", {}).get("hostvars", {})
+    host = hosts[0]
+    address = str(hostvars.get(host, {}).get("ansible_host", host))
+    port = hostvars.get(host, {}).get("monitoring_prometheus_port", DEFAULT_PROMETHEUS_PORT)
+    return f"http://{address}:{port}", f"Prometheus on {host}"
+
+
+class HostsBackend:
+    name = "hosts"
+
+    def __init__(self, env: str, root: Path) -> None:
+        self.env = env
+        self.root = root
+        self.inventory_dir = root / "ansible" / "inventories" / env
+        if not self.inventory_dir.is_dir():
+            known = ", ".join(sorted(p.name for p in self.inventory_dir.parent.iterdir() if p.is_dir()))
+            raise SystemExit(f"redis-ha drill: no inventory for ENV={env} (known: {known})")
+        self.env_file = root / ".deploy" / env / "redis-ha.env"
+        self._inventory: dict[str, Any] | None = None
+        self.bin = Path(sys.executable).parent
+
+    # Inventory and settings.
+
+    def _ansible_env(self) -> dict[str, str]:
+        return {**os.environ, "ANSIBLE_CONFIG": str(self.root / "ansible" / "ansible.cfg")}
+
+    def _vault_args(self) -> list[str]:
+        args = []
+        if os.environ.get("VAULT_PASSWORD_FILE"):
+            args += ["--vault-password-file", os.environ["VAULT_PASSWORD_FILE"]]
+        if os.environ.get("ASK_VAULT"):
+            args.append("--ask-vault-pass")
+        return args
+
+    @property
+    def inventory(self) -> dict[str, Any]:
+        if self._inventory is None:
+            result = subprocess.run(
+                [str(self.bin / "ansible-inventory"), "-i", str(self.inventory_dir), "--list", *self._vault_args()],
+                capture_output=True, text=True, check=True, env=self._ansible_env(), cwd=self.root,
+            )  # fmt: skip
+            self._inventory = json.loads(result.stdout)
+        return self._inventory
+
+    def client_env(self) -> dict[str, str]:
+        try:
+            return parse_env_file(self.env_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SystemExit(
+                f"redis-ha drill: {self.env_file} is missing; deploy first (make deploy ENV={self.env})"
+            ) from None
+
+    def prometheus_url(self) -> tuple[str | None, str]:
+        override = os.environ.get("PROMETHEUS_URL")
+        if override:
+            return override, "PROMETHEUS_URL"
+        return prometheus_url_from(self.inventory)
+
+    def host_for(self, target: Address) -> str:
+        hosts = hosts_by_address(self.inventory)
+        if target[0] not in hosts:
+            raise RuntimeError(f"{format_address(target)} is not an address of any redis/sentinel host in {self.env}")
+        return hosts[target[0]]
+
+    # Acting.
+
+    def _playbook(self, playbook: str, limit: str, extra: dict[str, str]) -> None:
+        argv = [str(self.bin / "ansible-playbook"), "-i", str(self.inventory_dir), *self._vault_args()]
+        argv += [str(self.root / "ansible" / playbook)]
+        if limit:
+            argv += ["-e", f"drill_target={limit}"]
+        for key, value in extra.items():
+            argv += ["-e", f"{key}={value}"]
+        print(f"drill: running {' '.join(shlex.quote(a) for a in argv[1:])}", flush=True)
+        subprocess.run(argv, check=True, env=self._ansible_env(), cwd=self.root, timeout=PLAYBOOK_TIMEOUT_S)
+
+    def break_(self, plan: Plan, target: Address | None) -> str:
+        if plan.action == "rolling-restart":
+            self._playbook("upgrade.yml", "", {"redis_force_restart": "true", "sentinel_force_restart": "true"})
+            return "ran ansible/upgrade.yml with forced restarts of every redis-server and Sentinel"
+        assert target is not None
+        host = self.host_for(target)
+        self._playbook("drill.yml", host, {"drill_step": "break", "drill_kind": plan.kind})
+        return f"{plan.description} on {host} ({format_address(target)})"
+
+    def restore(self, plan: Plan, target: Address | None) -> str:
+        hosts = "redis:sentinel" if target is None else self.host_for(target)
+        self._playbook("drill.yml", hosts, {"drill_step": "restore", "drill_kind": plan.kind})
+        return f"ran ansible/drill.yml drill_step=restore on {hosts}"
