@@ -2,7 +2,7 @@
 #   make deploy [ENV=staging]   deploy the kit (no ENV: the local lab)
 #   make upgrade [ENV=staging]  rolling upgrade/restart, a writable master throughout
 #   make test                   lint + unit + loopback-cluster tests (+ Ansible checks)
-#   make bench                  client benchmarks on a loopback cluster (prints figures)
+#   make bench                  client and RQ benchmarks on a loopback cluster (prints figures)
 #   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
 #   make lab-up / lab-down      local systemd-nspawn test hosts
 SHELL := /bin/bash
@@ -23,7 +23,7 @@ PYTEST_ARGS ?=
 	deploy upgrade drill test-drills lab-up lab-down clean
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# //'
+	@sed -n '2,7p' Makefile | sed 's/^# //'
 
 # Installs only what is missing, so repeated runs cost one dpkg query.
 system-deps:
