@@ -23,6 +23,7 @@ def test_first_deploy_uses_the_inventorys_initial_primary() -> None:
     decision = topology.decide_master(DOWN, DOWN, "10.0.0.1")
     assert decision["address"] == "10.0.0.1"
     assert decision["live"] is False
+    assert decision["votes"] == 0
     assert "first deploy" in decision["reason"]
 
 
@@ -34,7 +35,12 @@ def test_sentinels_outvote_the_inventory_after_a_failover() -> None:
         answer("10.0.0.3", "slave\n10.0.0.2\n6379\nconnected\n100"),
     ]
     decision = topology.decide_master(sentinels, roles, "10.0.0.1")
-    assert decision == {"address": "10.0.0.2", "live": True, "reason": "3 of 3 Sentinels name 10.0.0.2 as master"}
+    assert decision == {
+        "address": "10.0.0.2",
+        "live": True,
+        "votes": 3,
+        "reason": "3 of 3 Sentinels name 10.0.0.2 as master",
+    }
 
 
 def test_split_sentinels_follow_the_majority_and_say_so() -> None:
@@ -53,6 +59,8 @@ def test_sentinel_errors_are_not_votes() -> None:
     roles = [answer("10.0.0.3", "master\n0"), *DOWN[:2]]
     decision = topology.decide_master(sentinels, roles, "10.0.0.1")
     assert decision["address"] == "10.0.0.3"
+    # No Sentinel monitors it yet: a restart needs (and can have) no Sentinel failover.
+    assert decision["votes"] == 0
     assert "only node that reports role master" in decision["reason"]
 
 

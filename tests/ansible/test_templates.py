@@ -100,6 +100,8 @@ def test_acl_file_disables_default_user_and_stores_only_password_hashes(rendered
     users = {line.split()[1]: line for line in lines(acl)}
     assert set(users) == {"default", "admin", "app", "replication", "sentinel", "exporter"}
     assert " off " in users["default"]
+    # nopass on the default user keeps protected mode refusing remote clients.
+    assert "nopass" not in users["default"]
     for password in GOOD_PASSWORDS.values():
         assert password not in acl
     assert re.search(r" #[0-9a-f]{64} ", users["app"])

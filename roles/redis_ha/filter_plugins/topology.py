@@ -43,7 +43,10 @@ def decide_master(
     role_answers: list[dict[str, Any]],
     initial_primary: str | None,
 ) -> dict[str, Any]:
-    """Return {'address', 'live', 'reason'}: live means a running cluster confirmed it.
+    """Return {'address', 'live', 'votes', 'reason'}: live means a running cluster confirmed it.
+
+    ``votes`` is how many Sentinels name that address: 0 means no Sentinel monitors the
+    master yet, so a restart cannot (and need not) be preceded by a Sentinel failover.
 
     Each answer is a registered loop result: ``item`` is the address asked, plus rc/stdout.
     """
@@ -62,12 +65,13 @@ def decide_master(
         role = roles.get(address)
         if role and role["role"] != "master":
             reason += f"; but {address} itself reports role {role['role']}"
-        return {"address": address, "live": True, "reason": reason}
+        return {"address": address, "live": True, "votes": count, "reason": reason}
 
     if len(masters) == 1:
         return {
             "address": masters[0],
             "live": True,
+            "votes": 0,
             "reason": f"no Sentinel knows the master yet; {masters[0]} is the only node that reports role master",
         }
     if len(masters) > 1:
@@ -76,6 +80,7 @@ def decide_master(
             return {
                 "address": with_replicas[0],
                 "live": True,
+                "votes": 0,
                 "reason": f"no Sentinel knows the master; of the nodes reporting master ({', '.join(masters)}) "
                 f"only {with_replicas[0]} has replicas",
             }
@@ -83,6 +88,7 @@ def decide_master(
             return {
                 "address": initial_primary,
                 "live": True,
+                "votes": 0,
                 "reason": f"no Sentinel knows the master and several nodes report master ({', '.join(masters)}); "
                 f"keeping the inventory's initial primary {initial_primary}",
             }
@@ -92,11 +98,13 @@ def decide_master(
         return {
             "address": address,
             "live": True,
+            "votes": 0,
             "reason": f"no Sentinel or master answered; {count} replica(s) follow {address}",
         }
     return {
         "address": initial_primary,
         "live": False,
+        "votes": 0,
         "reason": "no Sentinel and no node answered (first deploy): using the inventory's initial primary "
         f"{initial_primary}",
     }
