@@ -96,7 +96,7 @@ class HAConnection(Connection):
             reply = self._verify_role(self._expected_role)
             if self._expected_role == "master":
                 self._note_master(addr, reply)
-        self.ha_pool.note_connected(addr, self._expected_role)
+        self.ha_pool.note_connected(addr)
 
     def _note_master(self, addr: Address, role_reply: Any) -> None:
         """Remember the master's replicas and, once per master, its replication id."""
@@ -269,7 +269,7 @@ class HAConnectionPool(ConnectionPool):
         if replid:
             self._lineage = (addr, replid)
 
-    def note_connected(self, addr: Address, role: str | None) -> None:
+    def note_connected(self, addr: Address) -> None:
         """Called by each new connection; an unseen master address means the topology moved."""
         if self.role != "master" or addr == self._current:
             return
