@@ -1,7 +1,7 @@
 # redis-ha-kit — every entry point a person or CI uses.
 #   make deploy [ENV=staging]   deploy the kit (no ENV: the local lab)
 #   make upgrade [ENV=staging]  rolling upgrade/restart, a writable master throughout
-#   make test                   lint + unit + loopback-cluster tests (+ Ansible checks)
+#   make test                   lint, unit + loopback-cluster + Ansible tests, Molecule on nspawn hosts
 #   make bench                  client and RQ benchmarks on a loopback cluster (prints figures)
 #   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
 #   make lab-up / lab-down      local systemd-nspawn test hosts
@@ -20,7 +20,7 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade drill test-drills lab-up lab-down clean
+	deploy upgrade drill test-drills molecule lab-up lab-down clean
 
 help:
 	@sed -n '2,7p' Makefile | sed 's/^# //'
@@ -64,6 +64,14 @@ integration: venv system-deps
 
 test: lint
 	@$(call run_pytest,-m "not lab")
+	$(MAKE) --no-print-directory molecule SCENARIO=default
+
+# Molecule on real test hosts: each scenario boots its own systemd-nspawn lab (never the
+# `make lab-up` one), converges ansible/site.yml, checks idempotence, verifies with testinfra,
+# and always destroys its lab. Scenarios: default, failover.
+SCENARIO ?= default
+molecule: venv system-deps
+	cd tests && PATH=$(CURDIR)/$(VENV)/bin:$$PATH molecule -c molecule/config.yml test -s $(SCENARIO)
 
 bench: venv system-deps
 	$(PY) tests/bench/bench_client.py

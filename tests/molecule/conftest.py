@@ -1,0 +1,167 @@
+"""Shared testinfra fixtures for the Molecule scenarios (tests/molecule/<scenario>/tests/).
+
+The scenario's lab is named by RHK_LAB_NAME (set in its molecule.yml); its SSH config, keys and
+secrets live in <repo>/.lab/labs/<name>/. Hosts are reached over SSH with that config (testinfra's
+ssh backend, one multiplexed connection per host); Redis, Sentinel and the exporters are also
+queried straight from the controller, as an app or Prometheus would.
+
+A test marked ``@pytest.mark.units("redis-server", ...)`` that fails gets the tail of those
+units' journals from every lab host appended to its report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+import testinfra
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_SCRIPT = REPO / "tests" / "lab" / "lab.py"
+REDIS_HOSTS = ("redis1", "redis2", "redis3")
+APP_HOSTS = ("app1",)
+MASTER_NAME = "mymaster"
+REDIS_PORT = 6379
+SENTINEL_PORT = 26379
+EXPORTER_REDIS_PORT = 9121
+EXPORTER_SENTINEL_PORT = 9355
+ADMIN_USER = "admin"
+SOCKET_TIMEOUT_S = 3.0
+SETTLE_TIMEOUT_S = 60.0
+"""Seconds a check waits for the cluster to agree (Sentinel gossip after a deploy or failover)."""
+JOURNAL_LINES = 40
+
+T = TypeVar("T")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "units(*names): systemd units whose journals a failure report shows")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything here needs a Molecule lab: mark it ``lab``, and skip it outside Molecule."""
+    outside = "RHK_LAB_NAME" not in os.environ
+    for item in items:
+        if Path(str(item.path)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.lab)
+            if outside:
+                item.add_marker(pytest.mark.skip(reason="runs under Molecule only (RHK_LAB_NAME is not set)"))
+
+
+@dataclasses.dataclass
+class Lab:
+    """One scenario's lab: addresses, secrets and SSH access to its hosts."""
+
+    name: str
+    state_dir: Path
+    ips: dict[str, str]
+    control_dir: str
+
+    def secret(self, name: str) -> str:
+        return (self.state_dir / "secrets" / name).read_text().strip()
+
+    def host(self, name: str) -> Any:
+        return testinfra.get_host(
+            f"ssh://{name}",
+            ssh_config=str(self.state_dir / "ssh_config"),
+            controlpath=f"{self.control_dir}/%%C",  # testinfra %-formats the command
+        )
+
+    def redis_client(self, name: str, *, auth: bool = True) -> redis.Redis:
+        kwargs: dict[str, Any] = (
+            {"username": ADMIN_USER, "password": self.secret("redis_admin_password")} if auth else {}
+        )
+        return redis.Redis(self.ips[name], REDIS_PORT, socket_timeout=SOCKET_TIMEOUT_S, decode_responses=True, **kwargs)
+
+    def sentinel_client(self, name: str, *, auth: bool = True) -> redis.Redis:
+        kwargs: dict[str, Any] = {"password": self.secret("sentinel_password")} if auth else {}
+        return redis.Redis(
+            self.ips[name], SENTINEL_PORT, socket_timeout=SOCKET_TIMEOUT_S, decode_responses=True, **kwargs
+        )
+
+    def metrics(self, name: str, port: int) -> str:
+        url = f"http://{self.ips[name]}:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body: bytes = response.read()
+        return body.decode()
+
+    def journal(self, host: str, unit: str) -> str:
+        result = self.host(host).run("journalctl --no-pager -o short-iso -n %s -u %s", str(JOURNAL_LINES), unit)
+        return str(result.stdout or result.stderr)
+
+
+@functools.cache
+def _lab_from_env() -> Lab:
+    name = os.environ["RHK_LAB_NAME"]
+    state_dir = REPO / ".lab" / "labs" / name
+    state = json.loads((state_dir / "state.json").read_text())
+    ips = {host: info["ip"] for host, info in state["hosts"].items()}
+    return Lab(name=name, state_dir=state_dir, ips=ips, control_dir=tempfile.mkdtemp(prefix="rhk-ssh-"))
+
+
+@pytest.fixture(scope="session")
+def lab() -> Lab:
+    return _lab_from_env()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the multiplexed SSH masters of this session and remove their sockets."""
+    if _lab_from_env.cache_info().currsize == 0:
+        return
+    control_dir = Path(_lab_from_env().control_dir)
+    for sock in control_dir.iterdir():
+        subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "lab"], capture_output=True, check=False)
+        sock.unlink(missing_ok=True)
+    control_dir.rmdir()
+
+
+def wait_for(check: Callable[[], T], timeout_s: float = SETTLE_TIMEOUT_S, interval_s: float = 1.0) -> T:
+    """Call ``check`` until it returns without AssertionError or a Redis error, at most ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except (AssertionError, redis.RedisError):
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(interval_s)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Append the journals of the units a failed test names (``units`` marker) from every host."""
+    report = yield
+    marker = item.get_closest_marker("units")
+    if not (report.failed and call.when == "call" and marker is not None):
+        return report
+    try:
+        lab = _lab_from_env()
+    except (KeyError, OSError, ValueError) as exc:
+        report.sections.append(("journal", f"cannot read the lab's state: {exc}"))
+        return report
+    # A parametrized test (name=host, unit=unit) shows only the journal it is about.
+    params = getattr(item, "callspec", None)
+    chosen = params.params if params is not None else {}
+    units = [chosen["unit"]] if "unit" in chosen else list(marker.args)
+    for unit in units:
+        hosts = APP_HOSTS if unit.startswith("rq-worker") else REDIS_HOSTS
+        for host in [chosen["name"]] if "name" in chosen else hosts:
+            try:
+                text = lab.journal(host, unit)
+            except Exception as exc:
+                text = f"(journal unavailable: {exc})"
+            report.sections.append((f"journal {host} {unit}", text))
+    return report
