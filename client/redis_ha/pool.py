@@ -22,6 +22,7 @@ from typing import Any, Literal
 import redis
 from redis.connection import Connection, ConnectionPool, SSLConnection
 from redis.driver_info import DriverInfo
+from redis.exceptions import NoPermissionError
 from redis.utils import str_if_bytes
 
 from redis_ha.config import Address, Settings, format_address
@@ -113,7 +114,7 @@ class HAConnection(Connection):
         try:
             reply = self.read_response()
         except redis.ResponseError as exc:
-            if str(exc).startswith("NOPERM"):
+            if isinstance(exc, NoPermissionError) or str(exc).startswith("NOPERM"):
                 where = format_address((self.host, self.port))
                 raise ConfigError(
                     [

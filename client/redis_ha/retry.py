@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import redis
+from redis.exceptions import MasterDownError, TryAgainError
 from redis.sentinel import MasterNotFoundError
 
 from redis_ha.commands import command_name, safe_to_repeat
@@ -49,6 +50,11 @@ def classify(error: BaseException) -> Verdict:
     if isinstance(error, RedisHAError):
         return Verdict.OTHER
     if isinstance(error, MasterNotFoundError):
+        return Verdict.NOT_RUN
+    # redis-py strips the code of the replies it maps to a class (READONLY -> ReadOnlyError,
+    # LOADING -> BusyLoadingError, MASTERDOWN -> MasterDownError, TRYAGAIN -> TryAgainError): test
+    # the class, then the text.
+    if isinstance(error, (redis.ReadOnlyError, redis.BusyLoadingError, MasterDownError, TryAgainError)):
         return Verdict.NOT_RUN
     if isinstance(error, redis.ResponseError):
         return Verdict.NOT_RUN if _REJECTION.search(str(error)) else Verdict.OTHER

@@ -252,3 +252,29 @@ def test_replica_promoted_out_of_the_lost_masters_stream_is_used_before_sentinel
     still_named: Any = cluster.sentinel_client(0).sentinel_get_master_addr_by_name(cluster.master_name)
     assert int(still_named[1]) == old[1]  # Sentinel never moved: the client found the replica itself
     assert any("has taken over" in r.getMessage() for r in caplog.records)
+
+
+def test_write_on_a_master_demoted_under_a_pooled_connection_goes_to_the_new_master(
+    cluster: LoopbackCluster,
+) -> None:
+    """The pooled connection still points at the old master, which now answers READONLY (redis-py
+    raises ReadOnlyError, without the code): the write is retried where it belongs."""
+    client = ha_client(cluster, retry_deadline_s=10)
+    client.set("before", "1")
+    cluster.kill_sentinel(1)
+    cluster.kill_sentinel(2)  # no failover can happen: Sentinel keeps naming the old master
+    old = cluster.master_addr()
+    replica = cluster.replica_nodes()[0]
+    admin_of(cluster, replica.addr).execute_command("REPLICAOF", "NO", "ONE")
+    admin_of(cluster, old).execute_command("REPLICAOF", *replica.addr)
+    assert client.set("after", "2")
+    assert client.master_address == replica.addr
+    assert admin_of(cluster, replica.addr).get("after") == "2"
+
+
+def test_app_user_without_role_permission_is_told_what_to_grant(cluster: LoopbackCluster) -> None:
+    admin = admin_of(cluster, cluster.master_addr())
+    admin.execute_command("ACL", "SETUSER", "norole", "on", ">norole-password-123", "~*", "+@all", "-role")
+    client = ha_client(cluster, username="norole", password="norole-password-123")
+    with pytest.raises(redis_ha.ConfigError, match=r"user 'norole' may not run ROLE .* grant it \+role"):
+        client.ping()
