@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import redis_ha
 from redis_ha.config import Address
 from redis_ha.drill.kinds import Plan
 from redis_ha.drill.orchestrator import EXIT_OK, EXIT_REFUSED, DrillOptions, run_drill
@@ -137,3 +138,8 @@ def test_kill_master_drill_loses_no_job_and_writes_a_table_json_and_png(
     assert data["slo_met"] is True and data["summary"]["lost"] == 0
     png = (out / "timeline.png").read_bytes()
     assert png.startswith(PNG_SIGNATURE) and len(png) > 10_000
+    client = redis_ha.connect(env=cluster.env())
+    try:
+        assert not [q for q in client.smembers("rq:queues") if b"drill-" in q], "the drill left its queue behind"
+    finally:
+        client.close()

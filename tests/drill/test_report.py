@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from redis_ha.drill import report
+from redis_ha.drill.alerts import first_firing
 from redis_ha.drill.records import Ack, DrillLog, Event, Execution, Probe, ProducerError, TrafficRecord
 
 T0 = 1_000.0
@@ -139,3 +140,13 @@ def test_the_json_report_carries_the_verdict_and_the_slo_applied() -> None:
     assert data["slo_met"] is True
     assert data["slo"]["max_write_gap_s"] == 3.5
     assert data["summary"]["events"][0]["name"] == report.BREAK
+
+
+def test_an_alert_still_firing_from_an_earlier_failover_is_not_taken_for_this_one() -> None:
+    def series(instance: str, *times: float) -> dict[str, object]:
+        return {"metric": {"instance": instance}, "values": [[t, "1"] for t in times]}
+
+    reply = {"status": "success", "data": {"result": [series("a", 100.0, 101.0, 160.0), series("b", 150.0, 151.0)]}}
+    assert first_firing(reply) == 100.0
+    assert first_firing(reply, after=120.0) == 150.0
+    assert first_firing({"status": "success", "data": {"result": [series("a", 100.0, 200.0)]}}, after=120.0) is None

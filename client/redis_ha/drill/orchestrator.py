@@ -212,6 +212,10 @@ class Drill:
         try:
             self.event(report.BREAK, f"{self.plan.description} ({format_address(target) if target else 'all nodes'})")
             detail = self.backend.break_(self.plan, target)
+            if self.plan.target != "cluster":
+                # One action, the backend's last step: it took effect now, not when the call started
+                # (an Ansible run spends seconds connecting first). A rolling restart breaks all along.
+                self.log.events.append(Event(time.time(), report.BROKEN, detail))
             say(f"broke: {detail}")
             yield
         finally:
@@ -264,16 +268,18 @@ class Drill:
         if not self.plan.expects_failover:
             self.log.alert_note = f"not expected: {self.options.kind} causes no failover"
             return
+        # Counted from the break; an alert of an earlier failover that is still firing does not count.
+        broke = max((e.at for e in self.log.events if e.name in (report.BROKEN, report.BREAK)), default=start)
         deadline = time.monotonic() + self.options.alert_wait_s
         while True:
             try:
-                fired = alert_firing_at(url, FAILOVER_ALERT, start - 60.0, time.time())
+                fired = alert_firing_at(url, FAILOVER_ALERT, broke - 60.0, time.time(), after=broke)
             except (OSError, ValueError) as exc:
                 self.log.alert_note = f"Prometheus at {url} could not be read: {exc}"
                 return
             if fired is not None:
                 self.log.events.append(Event(fired, report.ALERT_FIRING, FAILOVER_ALERT))
-                say(f"{FAILOVER_ALERT} fired {fired - start:.1f} s after the break")
+                say(f"{FAILOVER_ALERT} fired {fired - broke:.1f} s after the break")
                 return
             if time.monotonic() > deadline:
                 self.log.alert_note = f"{FAILOVER_ALERT} did not fire within {self.options.alert_wait_s:g} s"

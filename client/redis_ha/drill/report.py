@@ -24,6 +24,8 @@ SHOWN_IDS = 5
 
 # Event names the orchestrator records (and the timeline draws).
 BREAK = "break"
+BROKEN = "broken"
+"""The break took effect: the backend's call returned (an Ansible run takes seconds before its last task)."""
 BREAK_FAILED = "break-failed"
 FAILOVER_DONE = "failover-done"
 RESTORE = "restore"
@@ -127,7 +129,8 @@ def summarize(traffic: TrafficRecord, log: DrillLog) -> Summary:
     ok_spans = sorted(p.done for p in traffic.probes if p.ok)
     longest = max((b - a for a, b in itertools.pairwise(ok_spans)), default=0.0)
     longest = max([longest, *(b - a for a, b in gaps)])
-    broke = _first(events, BREAK)
+    # Times are counted from when the break took effect, else from when the drill started it.
+    broke = _first(events, BROKEN) or _first(events, BREAK)
     t0 = broke.at if broke else None
     failover = _first(events, FAILOVER_DONE)
     recovered = _first(events, RECOVERED)

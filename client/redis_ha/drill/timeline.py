@@ -11,7 +11,8 @@ from redis_ha.drill import report
 from redis_ha.drill.records import TrafficRecord
 
 EVENT_STYLE: dict[str, tuple[str, str]] = {
-    report.BREAK: ("tab:red", "break (failover start)"),
+    report.BREAK: ("tab:pink", "break started"),
+    report.BROKEN: ("tab:red", "broken (failover start)"),
     report.FAILOVER_DONE: ("tab:green", "failover done"),
     report.RESTORED: ("tab:blue", "restored"),
     report.RESTORE_FAILED: ("black", "RESTORE FAILED"),

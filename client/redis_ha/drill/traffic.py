@@ -197,6 +197,24 @@ class Traffic:
         finally:
             client.close()
 
+    def _delete_queue(self) -> None:
+        """Remove the drill's queue from Redis once every job ran: a drill leaves no queue behind.
+
+        Only after a full drain: jobs still waiting are evidence an operator may want to look at.
+        """
+        from redis_ha.rq import Queue, RQRedis  # noqa: PLC0415
+
+        try:
+            connection = RQRedis(load_settings(env=self.env))
+            try:
+                Queue(self.options.queue, connection=connection).delete(delete_jobs=True)
+            finally:
+                connection.close()
+        except redis.RedisError as exc:
+            logger.warning("Could not delete the drill queue %s: %s", self.options.queue, exc)
+        else:
+            logger.info("Deleted the drill queue %s.", self.options.queue)
+
     # The run.
 
     def _acked_all_ran(self) -> bool:
@@ -250,6 +268,8 @@ class Traffic:
             self.record.ended = time.time()
             self.record.executions = read_executions(self.executions_path)
             write_json(options.out_dir / TRAFFIC_FILE, self.record.to_json())
+            if self.record.drained:
+                self._delete_queue()
         logger.info(
             "Drill traffic done: %d acknowledged, %d error(s), %d execution(s), results in %s.",
             len(self.record.acks), len(self.record.errors), len(self.record.executions), options.out_dir / TRAFFIC_FILE,
