@@ -62,13 +62,17 @@ unit: venv
 integration: venv system-deps
 	@$(call run_pytest,-m integration)
 
+MOLECULE_SCENARIOS := default failover partition
+
 test: lint
 	@$(call run_pytest,-m "not lab")
-	$(MAKE) --no-print-directory molecule SCENARIO=default
+	@for scenario in $(MOLECULE_SCENARIOS); do \
+		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
 
 # Molecule on real test hosts: each scenario boots its own systemd-nspawn lab (never the
 # `make lab-up` one), converges ansible/site.yml, checks idempotence, verifies with testinfra,
-# and always destroys its lab. Scenarios: default, failover.
+# and always destroys its lab. Scenarios: default, failover (kill -9 and SENTINEL FAILOVER while
+# jobs flow), partition (the master cut off the network).
 SCENARIO ?= default
 molecule: venv system-deps
 	cd tests && PATH=$(CURDIR)/$(VENV)/bin:$$PATH molecule -c molecule/config.yml test -s $(SCENARIO)

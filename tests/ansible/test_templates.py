@@ -126,6 +126,8 @@ def test_systemd_drop_in_lets_redis_rewrite_its_config_and_raises_limits(rendere
     drop_in = lines(rendered["redis-server.override.conf"])
     assert "ReadWritePaths=/etc/redis /var/lib/redis" in drop_in
     assert "LimitNOFILE=65535" in drop_in
+    # Twice Sentinel's default down-after (5000 ms): a crashed master is failed over before it restarts.
+    assert "RestartSec=10" in drop_in
     assert "ConditionVirtualization=!container" in rendered["disable-transparent-hugepages.service"]
 
 

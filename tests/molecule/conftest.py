@@ -7,6 +7,10 @@ queried straight from the controller, as an app or Prometheus would.
 
 A test marked ``@pytest.mark.units("redis-server", ...)`` that fails gets the tail of those
 units' journals from every lab host appended to its report.
+
+The drills (scenarios failover, partition) share their producer and job (shared/files/app), their
+start and finish (shared/drill_start.yml, shared/drill_finish.yml) and here ``drill_summary`` and
+the ``assert_*`` checks on what a drill did to the app's jobs and to the cluster.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -165,3 +170,121 @@ def pytest_runtest_makereport(
                 text = f"(journal unavailable: {exc})"
             report.sections.append((f"journal {host} {unit}", text))
     return report
+
+
+DRILL_DIR = "/var/lib/redis-ha-app/drill"
+"""Where shared/drill_start.yml and drill_finish.yml leave what a drill did, on app1."""
+WORKER_UNIT = "rq-worker@default"
+
+
+@dataclasses.dataclass
+class Drill:
+    """What a drill did: the producer's acknowledgements, the worker's executions, the masters."""
+
+    acknowledged: int
+    finished: int
+    lost: list[str]
+    duplicated: list[str]
+    write_gap_s: float
+    producer_errors: int
+    worker_pids: list[str]
+    worker_restarts: int
+    masters: dict[str, str]
+    """Step of the drill -> address Sentinel named as master then, in order; the last is "final"."""
+
+    @property
+    def master_final(self) -> str:
+        return self.masters["final"]
+
+    def summary(self, scenario: str) -> str:
+        masters = ",".join(self.masters.values())
+        return (
+            f"{scenario} drill: acknowledged={self.acknowledged} finished={self.finished} "
+            f"lost={len(self.lost)} duplicated={len(self.duplicated)} "
+            f"write_gap={self.write_gap_s:.2f}s producer_errors={self.producer_errors} "
+            f"worker_restarts={self.worker_restarts} masters({','.join(self.masters)})={masters}"
+        )
+
+
+def _read_app_file(lab: Lab, path: str) -> str:
+    f = lab.host("app1").file(path)
+    assert f.exists, f"{path} is missing on app1: did side_effect.yml run?"
+    return str(f.content_string)
+
+
+def _props(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def drill_summary(lab: Lab, scenario: str) -> Drill:
+    """Read what the drill left on app1, print the summary line and keep it in Molecule's ephemeral dir."""
+    acked = _read_app_file(lab, f"{DRILL_DIR}/acked.log").split()
+    executions = Counter(_read_app_file(lab, f"{DRILL_DIR}/executions.log").split())
+    producer = json.loads(_read_app_file(lab, f"{DRILL_DIR}/producer.json"))
+    before = _props(_read_app_file(lab, f"{DRILL_DIR}/worker.before"))
+    after = _props(_read_app_file(lab, f"{DRILL_DIR}/worker.after"))
+    now = _props(lab.host("app1").run("systemctl show -p MainPID -p NRestarts %s", WORKER_UNIT).stdout)
+    drill = Drill(
+        acknowledged=len(acked),
+        finished=sum(1 for job in set(acked) if executions[job] > 0),
+        lost=sorted(set(acked) - set(executions)),
+        duplicated=sorted(job for job, count in executions.items() if count > 1),
+        write_gap_s=float(producer["write_gap_s"]),
+        producer_errors=int(producer["error_count"]),
+        worker_pids=[before["MainPID"], after["MainPID"], now["MainPID"]],
+        worker_restarts=int(now["NRestarts"]) - int(before["NRestarts"]),
+        masters=_props(_read_app_file(lab, f"{DRILL_DIR}/masters")),
+    )
+    line = drill.summary(scenario)
+    print(line)
+    ephemeral = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY")
+    if ephemeral:
+        (Path(ephemeral) / f"{scenario}-summary.txt").write_text(line + "\n")
+    return drill
+
+
+def assert_no_acknowledged_job_lost(drill: Drill) -> None:
+    assert drill.acknowledged > 0, "the producer got no job acknowledged"
+    assert drill.lost == [], f"{len(drill.lost)} acknowledged jobs never ran, e.g. {drill.lost[:5]}"
+    assert drill.finished == drill.acknowledged
+
+
+def assert_worker_rode_through(drill: Drill) -> None:
+    assert len(set(drill.worker_pids)) == 1, f"worker MainPID before/after/now: {drill.worker_pids}"
+    assert drill.worker_restarts == 0
+
+
+def assert_master_moved(drill: Drill, before: str, after: str) -> None:
+    """Sentinel named another master at step ``after`` than at step ``before``."""
+    assert drill.masters[after] != drill.masters[before], f"masters by step: {drill.masters}"
+
+
+def assert_cluster_agrees(lab: Lab, master: str) -> None:
+    """Exactly ``master`` is master, every Sentinel names it, every other node replicates from it."""
+
+    def agreed() -> None:
+        roles = {name: lab.redis_client(name).execute_command("ROLE")[0] for name in REDIS_HOSTS}
+        masters = [lab.ips[name] for name, role in roles.items() if role == "master"]
+        assert masters == [master], f"ROLE says {roles}, Sentinel put {master}"
+        for name in REDIS_HOSTS:
+            addr = lab.sentinel_client(name).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+            assert addr is not None and addr[0] == master, f"sentinel on {name} names {addr}"
+            if roles[name] != "master":
+                replication = lab.redis_client(name).info("replication")
+                assert replication["master_host"] == master, f"{name} replicates from {replication['master_host']}"
+                assert replication["master_link_status"] == "up", name
+
+    wait_for(agreed)
+
+
+def assert_replica_of(lab: Lab, address: str, master: str) -> None:
+    """The node at ``address`` (a former master) is a replica of ``master`` with its link up."""
+    name = next(host for host, ip in lab.ips.items() if ip == address)
+
+    def replicates() -> None:
+        replication = lab.redis_client(name).info("replication")
+        assert replication["role"] == "slave", f"{name} ({address}) is {replication['role']}"
+        assert replication["master_host"] == master, f"{name} replicates from {replication['master_host']}"
+        assert replication["master_link_status"] == "up", name
+
+    wait_for(replicates)

@@ -195,7 +195,8 @@ class OrphanSweeper:
         for index, (job_id, execution_id) in enumerate(parsed):
             status = replies[2 * index]
             worker, heartbeat = replies[2 * index + 1]
-            worker_name = as_text(worker) or ""
+            # An execution whose record is gone (expired, or lost in a failover) has no worker.
+            worker_name = as_text(worker) if worker is not None else ""
             if worker_name:
                 workers.add(worker_name)
             age = time.time() - float(heartbeat) if heartbeat else None

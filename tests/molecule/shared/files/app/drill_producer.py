@@ -1,4 +1,4 @@
-"""Producer of the failover drill: durable enqueues through redis_ha, one after another.
+"""Producer of the drills (scenarios failover, partition): durable enqueues through redis_ha.
 
     python drill_producer.py DIR [--max-seconds S] [--interval S]
 

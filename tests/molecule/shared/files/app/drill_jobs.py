@@ -1,4 +1,4 @@
-"""Job function of the failover drill, installed into the app directory on app1.
+"""Job function of the drills (Molecule scenarios failover, partition), run by the worker on app1.
 
 Each execution appends ``<job id>`` to a file (one short O_APPEND write is atomic), outside Redis,
 so the record itself cannot be lost or doubled by a failover.

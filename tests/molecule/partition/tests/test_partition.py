@@ -1,0 +1,56 @@
+"""Scenario partition: what cutting the master off the network did to the app's jobs and the cluster.
+
+Runs after the drill in side_effect.yml and after a second deploy that changed nothing (Molecule's
+idempotence). Prints one summary line: acknowledged / finished / lost / duplicated, write gap,
+worker restarts, and the master before the cut, while the old one was cut off, and at the end.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.molecule.conftest import (
+    WORKER_UNIT,
+    Drill,
+    Lab,
+    assert_cluster_agrees,
+    assert_master_moved,
+    assert_no_acknowledged_job_lost,
+    assert_replica_of,
+    assert_worker_rode_through,
+    drill_summary,
+)
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def drill(lab: Lab) -> Drill:
+    return drill_summary(lab, "partition")
+
+
+@pytest.mark.units("redis-sentinel")
+def test_the_majority_elected_a_new_master(drill: Drill) -> None:
+    assert_master_moved(drill, "before", "partitioned")
+
+
+@pytest.mark.units("redis-server", "redis-sentinel")
+def test_the_old_master_came_back_as_a_replica(lab: Lab, drill: Drill) -> None:
+    assert_replica_of(lab, drill.masters["before"], drill.master_final)
+
+
+@pytest.mark.units(WORKER_UNIT, "redis-server", "redis-sentinel")
+def test_no_acknowledged_job_is_lost(drill: Drill) -> None:
+    # The isolated master had no replica to confirm a write (RQ_DURABLE=all waits for them), so
+    # nothing it accepted alone was acknowledged; what it held is discarded when it resyncs.
+    assert_no_acknowledged_job_lost(drill)
+
+
+@pytest.mark.units(WORKER_UNIT)
+def test_the_worker_rode_through_without_restarting(drill: Drill) -> None:
+    assert_worker_rode_through(drill)
+
+
+@pytest.mark.units("redis-server", "redis-sentinel")
+def test_the_redeploy_left_the_master_where_sentinel_put_it(lab: Lab, drill: Drill) -> None:
+    assert_cluster_agrees(lab, drill.master_final)
