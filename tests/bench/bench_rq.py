@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from redis_ha.rq.defaults import RQSettings
 
 from tests.rq import jobs
 from tests.rq.support import REPO_ROOT, worker_env
+from tests.support import processes
 from tests.support.cluster import LoopbackCluster
 
 RQ_BIN = str(Path(sys.executable).with_name("rq"))
@@ -103,13 +103,7 @@ def background(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator
     try:
         yield process
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
+        processes.stop(process, timeout_s=20)
 
 
 class Producer(threading.Thread):
