@@ -41,7 +41,8 @@ class Verdict(enum.Enum):
     OTHER = "an ordinary error for the caller"
 
 
-def classify(error: BaseException) -> Verdict:
+def classify(error: BaseException, role: str = "master") -> Verdict:
+    """What ``error`` says about the command; ``role`` is what the client talks to (master or replica)."""
     if isinstance(error, AuthError) or is_auth_failure(error):
         return Verdict.AUTH
     if isinstance(error, NotDurable):
@@ -54,6 +55,8 @@ def classify(error: BaseException) -> Verdict:
     # redis-py strips the code of the replies it maps to a class (READONLY -> ReadOnlyError,
     # LOADING -> BusyLoadingError, MASTERDOWN -> MasterDownError, TRYAGAIN -> TryAgainError): test
     # the class, then the text.
+    if isinstance(error, redis.ReadOnlyError) and role != "master":
+        return Verdict.OTHER  # a write sent to a replica client: the caller's mistake, not a failover
     if isinstance(error, (redis.ReadOnlyError, redis.BusyLoadingError, MasterDownError, TryAgainError)):
         return Verdict.NOT_RUN
     if isinstance(error, redis.ResponseError):
@@ -93,7 +96,7 @@ class RetryLoop:
             try:
                 result = operation()
             except Exception as error:
-                verdict = classify(error)
+                verdict = classify(error, self.pool.role)
                 if verdict is Verdict.OTHER:
                     raise
                 if not attempts:

@@ -29,6 +29,12 @@ def test_rejection_inside_a_pipeline_is_recognised() -> None:
     assert classify(error) is Verdict.NOT_RUN
 
 
+def test_readonly_on_a_replica_client_is_the_callers_mistake() -> None:
+    error = BaseParser.parse_error("READONLY You can't write against a read only replica.")
+    assert classify(error, "replica") is Verdict.OTHER
+    assert classify(error, "master") is Verdict.NOT_RUN
+
+
 def test_broken_connections_leave_the_outcome_open() -> None:
     assert classify(redis.ConnectionError("Connection closed by server.")) is Verdict.MAYBE_RUN
     assert classify(redis.TimeoutError("Timeout reading")) is Verdict.MAYBE_RUN
