@@ -7,6 +7,7 @@ the controller (``-c local``), so the whole suite runs in well under two minutes
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -92,6 +93,16 @@ def run_playbook(
     cmd += list(args)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), cwd=REPO, timeout=120, check=False)
     return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
+
+
+def render_templates(playbook: Path, inventory: Path, variables: dict[str, Any], directory: Path) -> dict[str, str]:
+    """Run a render playbook that writes ``rendered.json`` into ``directory/out``; return the texts."""
+    out = directory / "out"
+    out.mkdir()
+    result = run_playbook(playbook, inventory, {**variables, "render_dir": str(out)})
+    assert result.ok, result.output
+    texts: dict[str, str] = json.loads((out / "rendered.json").read_text())
+    return texts
 
 
 def write_inventory(directory: Path, hosts: dict[str, Any], group_vars: dict[str, Any]) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ansible.conftest import GOOD_PASSWORDS, PLAYBOOKS, cluster_hosts, run_playbook, write_inventory
+from tests.ansible.conftest import (
+    GOOD_PASSWORDS,
+    PLAYBOOKS,
+    cluster_hosts,
+    render_templates,
+    write_inventory,
+)
 
 BASE_VARS: dict[str, Any] = {
     **GOOD_PASSWORDS,
@@ -29,12 +34,7 @@ def render(tmp_path: Path, **overrides: Any) -> dict[str, str]:
     hosts["redis"]["hosts"]["localhost"]["ansible_python_interpreter"] = "{{ ansible_playbook_python }}"
     hosts["sentinel"]["hosts"]["localhost"] = hosts["sentinel"]["hosts"].pop("node1")
     inventory = write_inventory(tmp_path / "inventory", hosts, {})
-    out = tmp_path / "out"
-    out.mkdir()
-    result = run_playbook(PLAYBOOKS / "render.yml", inventory, {**BASE_VARS, **overrides, "render_dir": str(out)})
-    assert result.ok, result.output
-    texts: dict[str, str] = json.loads((out / "rendered.json").read_text())
-    return texts
+    return render_templates(PLAYBOOKS / "render.yml", inventory, {**BASE_VARS, **overrides}, tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from tests.ansible.conftest import GOOD_PASSWORDS, REPO, cluster_hosts, run_playbook, write_inventory
+from tests.ansible.conftest import (
+    GOOD_PASSWORDS,
+    REPO,
+    cluster_hosts,
+    render_templates,
+    write_inventory,
+)
 
 HERE = Path(__file__).resolve().parent
 PLAYBOOKS = HERE / "playbooks"
@@ -59,12 +64,7 @@ def monitoring_inventory(directory: Path, *, app_hosts: int = 1) -> Path:
 def render(directory: Path, **overrides: Any) -> dict[str, str]:
     """Render prometheus.yml, /etc/default/prometheus and the alert rules for the monitoring host."""
     inventory = monitoring_inventory(directory)
-    out = directory / "out"
-    out.mkdir()
-    result = run_playbook(PLAYBOOKS / "render.yml", inventory, {**BASE_VARS, **overrides, "render_dir": str(out)})
-    assert result.ok, result.output
-    texts: dict[str, str] = json.loads((out / "rendered.json").read_text())
-    return texts
+    return render_templates(PLAYBOOKS / "render.yml", inventory, {**BASE_VARS, **overrides}, directory)
 
 
 @pytest.fixture(scope="session")
