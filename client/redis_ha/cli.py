@@ -1,6 +1,7 @@
 """``redis-ha``: run an RQ worker that rides through failover, check health, watch a failover.
 
   redis-ha worker [QUEUE ...] [--metrics-port P]   queues in priority order (default: default)
+  redis-ha worker --processes N [QUEUE ...]        a pool of N worker processes (RQ's WorkerPool)
   redis-ha status [--json]                         exit 0 healthy, 1 degraded, 2 down
   redis-ha ping-loop [--interval S] [--duration D] ping the master, print a summary
   redis-ha drill run|traffic|report ...            failover drills (see redis_ha.drill.cli)
@@ -18,7 +19,8 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import redis
 
@@ -34,6 +36,8 @@ PING_REPORT_INTERVAL_S = 30.0
 DEFAULT_PING_INTERVAL_S = 1.0
 DEFAULT_PING_DURATION_S = 60.0
 WORKER_START_RETRY_PAUSE_S = 1.0
+
+T = TypeVar("T")
 
 
 def _settings_and_rq() -> tuple[Settings, object]:
@@ -56,14 +60,34 @@ def _settings_and_rq() -> tuple[Settings, object]:
     return settings, rq_settings
 
 
+def _when_redis_answers(step: Callable[[], T]) -> T:
+    """Run ``step``, waiting out a Redis outage at boot like any other (not refused credentials)."""
+    while True:
+        try:
+            return step()
+        except AuthError:
+            raise
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            logger.warning("Redis not reachable at start (%s); retrying.", str(exc).splitlines()[0])
+            time.sleep(WORKER_START_RETRY_PAUSE_S)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from redis_ha.metrics import WorkerMetrics  # noqa: PLC0415
     from redis_ha.rq.connection import RQRedis  # noqa: PLC0415
     from redis_ha.rq.worker import make_worker  # noqa: PLC0415
 
     settings, rq_settings = _settings_and_rq()
+    if args.processes > 1 and args.name:
+        print("redis-ha: --name names one worker; pool workers (--processes > 1) get random names", file=sys.stderr)
+        return EXIT_CONFIG
     queues = args.queues or ["default"]
-    logger.info("Starting RQ worker on queues %s (highest priority first).", ", ".join(queues))
+    if args.processes > 1:
+        logger.info(
+            "Starting a pool of %d RQ workers on queues %s (highest priority first).", args.processes, ", ".join(queues)
+        )
+    else:
+        logger.info("Starting RQ worker on queues %s (highest priority first).", ", ".join(queues))
     logger.info("Redis: %s.", settings.describe())
     logger.info("Jobs: %s.", rq_settings.describe())  # type: ignore[attr-defined]
     connection = RQRedis(settings)
@@ -72,15 +96,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         metrics = WorkerMetrics()
         metrics.watch(connection, queues, getattr(rq_settings, "outbox_path", None))
         metrics.serve(args.metrics_port, args.metrics_addr)
-    while True:
-        try:
-            worker = make_worker(queues, connection, metrics=metrics, name=args.name)
-            break
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # A worker's start touches Redis; an outage at boot is waited out like any other.
-            logger.warning("Redis not reachable at start (%s); retrying.", str(exc).splitlines()[0])
-            time.sleep(WORKER_START_RETRY_PAUSE_S)
-    worker.work(burst=args.burst, logging_level=logging.getLevelName(logging.getLogger().level), with_scheduler=True)
+    level = logging.getLevelName(logging.getLogger().level)
+    if args.processes > 1:
+        from redis_ha.rq.pool import HAWorkerPool  # noqa: PLC0415
+
+        # Reaching Redis once also makes this process's connection follow failovers, which the
+        # metrics report; the workers, each on a connection of its own, then start on a live master.
+        _when_redis_answers(connection.ping)
+        pool = HAWorkerPool(queues, connection, args.processes, metrics=metrics)
+        pool.start(burst=args.burst, logging_level=level)
+        logger.info("Worker pool stopped cleanly.")
+        return 0
+    worker = _when_redis_answers(lambda: make_worker(queues, connection, metrics=metrics, name=args.name))
+    worker.work(burst=args.burst, logging_level=level, with_scheduler=True)
     done, failed = worker.outcome_counts
     logger.info("Worker stopped cleanly after %d job(s) done and %d failed.", done, failed)
     return 0
@@ -168,6 +196,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redis-ha", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -183,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--name", default=None, help="worker name (default: random)")
     worker.add_argument("--burst", action="store_true", help="stop once the queues are empty")
+    worker.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run N worker processes under one pool process (RQ's WorkerPool; default 1: a single worker)",
+    )
     worker.set_defaults(func=cmd_worker)
 
     status = sub.add_parser("status", help="master, replicas, sentinels, quorum, queues; exit 0/1/2")

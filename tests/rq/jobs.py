@@ -30,6 +30,34 @@ def sleep_then_record(path: str, seconds: float) -> str:
     return record(path, "slept")
 
 
+def record_where(path: str, seconds: float = 0.0) -> str:
+    """Work for ``seconds``, then append ``<job id> <queue> <connection class> <pool class> <worker pid>``.
+
+    The worker pid is the work-horse's parent; the classes are those of the connection the
+    work-horse runs the job with.
+    """
+    time.sleep(seconds)
+    job = get_current_job()
+    assert job is not None
+    conn = job.connection
+    line = f"{job.id} {job.origin} {type(conn).__name__} {type(conn.connection_pool).__name__} {os.getppid()}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+    return job.id
+
+
+def records(path: str) -> list[list[str]]:
+    """The lines of ``path`` split into fields, in the order they were written."""
+    try:
+        with open(path, encoding="utf-8") as lines:
+            return [line.split() for line in lines if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
 def noop() -> None:
     """Nothing: for throughput measurements."""
 

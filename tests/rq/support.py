@@ -1,19 +1,76 @@
-"""Running the real ``redis-ha worker`` CLI as a subprocess, and waiting on what it does."""
+"""Running the real ``redis-ha worker`` CLI as a subprocess, producing jobs for it, and waiting on what it does."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import redis_ha
+from redis_ha.rq import Queue
+from redis_ha.rq.connection import RQRedis
+from redis_ha.rq.defaults import RQSettings
+
+from tests.rq import jobs
 from tests.support import processes
 from tests.support.cluster import LoopbackCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PRODUCE_LIMIT_S = 30.0
+FAST_RETRY = RQSettings(retry_max=3, retry_intervals_s=(1,))
+
+
+def ha_queue(cluster: LoopbackCluster, name: str = "default", **kwargs: Any) -> Queue:
+    """A ``redis_ha.rq.Queue`` on its own connection to ``cluster`` (job retries after 1 s)."""
+    settings = redis_ha.load_settings(env=cluster.env())
+    return Queue(name, connection=RQRedis(settings), rq_settings=kwargs.pop("rq_settings", FAST_RETRY), **kwargs)
+
+
+class Producer(threading.Thread):
+    """Enqueues a job every few ms in a bounded loop, to each queue in turn; records which job
+    ids were acknowledged. By default the job is ``jobs.record(record_path)``."""
+
+    def __init__(
+        self,
+        queue: Queue | Sequence[Queue],
+        record_path: Path,
+        func: Callable[..., Any] = jobs.record,
+        args: tuple[Any, ...] = (),
+    ) -> None:
+        super().__init__(daemon=True)
+        self.queues = [queue] if isinstance(queue, Queue) else list(queue)
+        self.record_path = str(record_path)
+        self.func = func
+        self.args = args
+        self.acknowledged: list[str] = []
+        self.errors: list[BaseException] = []
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + PRODUCE_LIMIT_S
+        turn = 0
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            queue = self.queues[turn % len(self.queues)]
+            turn += 1
+            try:
+                job = queue.enqueue(self.func, self.record_path, *self.args)
+                self.acknowledged.append(job.id)
+            except Exception as error:  # what surfaces is what the test checks
+                self.errors.append(error)
+            time.sleep(0.01)
+
+    def stop(self) -> set[str]:
+        """Stop producing; return the acknowledged job ids."""
+        self.stop_event.set()
+        self.join(PRODUCE_LIMIT_S)
+        return set(self.acknowledged)
 
 
 def worker_env(cluster: LoopbackCluster, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -59,6 +116,14 @@ def worker_process(
         yield process
     finally:
         processes.stop(process, timeout_s=15)
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> float:

@@ -46,3 +46,18 @@ def test_every_malformed_variable_is_named_in_one_error() -> None:
     for var in ("RQ_RETRY_MAX", "RQ_RETRY_INTERVALS", "RQ_JOB_TIMEOUT", "RQ_DURABLE"):
         assert var in text
     assert len(caught.value.problems) == 4
+
+
+def test_the_enqueue_dedup_ttl_defaults_to_a_day_and_0_turns_the_marker_off() -> None:
+    assert load_rq_settings({}).enqueue_dedup_ttl_s == 24 * 3600
+    assert load_rq_settings({"RQ_ENQUEUE_DEDUP_TTL": "3600"}).enqueue_dedup_ttl_s == 3600
+    assert load_rq_settings({"RQ_ENQUEUE_DEDUP_TTL": "0"}).enqueue_dedup_ttl_s == 0
+    assert "enqueue dedup off" in load_rq_settings({"RQ_ENQUEUE_DEDUP_TTL": "0"}).describe()
+
+
+@pytest.mark.parametrize("value", ["-1", "1d", "86400.5", "twelve"])
+def test_a_bad_enqueue_dedup_ttl_is_named_with_the_expected_form(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_rq_settings({"RQ_ENQUEUE_DEDUP_TTL": value, "RQ_JOB_TIMEOUT": "soon"})
+    assert caught.value.problems[-1].startswith(f"RQ_ENQUEUE_DEDUP_TTL is '{value}'; expected a whole number")
+    assert len(caught.value.problems) == 2  # reported together with the other bad variable

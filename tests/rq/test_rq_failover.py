@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,46 +17,27 @@ import redis
 import redis_ha
 from redis_ha.rq import Queue, rq_connection
 from redis_ha.rq.connection import RQRedis
-from redis_ha.rq.defaults import RQSettings
 from rq.job import Job, JobStatus
 from rq.queue import Queue as StockQueue
 
 from tests.rq import jobs
-from tests.rq.support import REPO_ROOT, run_cli, wait_until, worker_env, worker_process
+from tests.rq.support import (
+    FAST_RETRY,
+    PRODUCE_LIMIT_S,
+    REPO_ROOT,
+    Producer,
+    free_port,
+    ha_queue,
+    run_cli,
+    wait_until,
+    worker_env,
+    worker_process,
+)
 from tests.support.cluster import LoopbackCluster
 
 pytestmark = pytest.mark.integration
 
-PRODUCE_LIMIT_S = 30.0
 DRAIN_LIMIT_S = 60.0
-FAST_RETRY = RQSettings(retry_max=3, retry_intervals_s=(1,))
-
-
-def ha_queue(cluster: LoopbackCluster, **kwargs: Any) -> Queue:
-    settings = redis_ha.load_settings(env=cluster.env())
-    return Queue("default", connection=RQRedis(settings), rq_settings=kwargs.pop("rq_settings", FAST_RETRY), **kwargs)
-
-
-class Producer(threading.Thread):
-    """Enqueues a job every few ms in a bounded loop; records which job ids were acknowledged."""
-
-    def __init__(self, queue: Queue, record_path: Path) -> None:
-        super().__init__(daemon=True)
-        self.queue = queue
-        self.record_path = str(record_path)
-        self.acknowledged: list[str] = []
-        self.errors: list[BaseException] = []
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        deadline = time.monotonic() + PRODUCE_LIMIT_S
-        while not self.stop_event.is_set() and time.monotonic() < deadline:
-            try:
-                job = self.queue.enqueue(jobs.record, self.record_path)
-                self.acknowledged.append(job.id)
-            except Exception as error:  # what surfaces is what the test checks
-                self.errors.append(error)
-            time.sleep(0.01)
 
 
 @pytest.mark.parametrize("failover", ["kill -9 of the master", "SENTINEL FAILOVER"])
@@ -133,13 +113,6 @@ def test_a_retried_enqueue_whose_reply_was_lost_does_not_queue_the_job_twice(clu
     finally:
         timer.join()
         cluster.thaw(master)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def test_sigterm_during_a_job_lets_it_finish_then_the_worker_exits_zero(

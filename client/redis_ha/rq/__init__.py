@@ -4,11 +4,13 @@ from redis_ha.rq import Queue
 q = Queue("default")                    # REDIS_* and RQ_* settings from the environment
 job = q.enqueue(send_mail, "a@b.c")     # idempotent across failover; durable with RQ_DURABLE=all
 
-Run workers with ``redis-ha worker high default low`` (see ``redis_ha.cli``).
+Run workers with ``redis-ha worker high default low``, or a pool of N worker processes with
+``redis-ha worker --processes N high default low`` (see ``redis_ha.cli``).
 """
 
 from redis_ha.rq.connection import RQRedis, rq_connection
 from redis_ha.rq.defaults import DURABLE_ALL, RQSettings, load_rq_settings
+from redis_ha.rq.pool import HAWorkerPool
 from redis_ha.rq.queue import Queue
 from redis_ha.rq.worker import HAScheduler, HAWorker, WorkerQueue, make_worker
 
@@ -16,6 +18,7 @@ __all__ = [
     "DURABLE_ALL",
     "HAScheduler",
     "HAWorker",
+    "HAWorkerPool",
     "Queue",
     "RQRedis",
     "RQSettings",

@@ -18,6 +18,8 @@ DEFAULT_JOB_TIMEOUT_S = 180  # RQ's own default
 DEFAULT_RESULT_TTL_S = 500  # RQ's own default
 DEFAULT_FAILURE_TTL_S = 365 * 24 * 3600  # RQ's own default: one year
 DEFAULT_DURABLE_TIMEOUT_MS = 1000
+DEFAULT_ENQUEUE_DEDUP_TTL_S = 24 * 3600
+"""How long a job id is remembered as enqueued after its first enqueue, seconds (0 = not at all)."""
 DURABLE_ALL = -1
 """``durable_replicas`` value meaning: every healthy replica Sentinel reports (the safe default)."""
 
@@ -31,6 +33,10 @@ class RQSettings:
     Only ``DURABLE_ALL`` (or N = all replicas) cannot lose an acknowledged job in a planned
     ``SENTINEL FAILOVER``: a replica not yet moved to the new master confirms writes the old
     master still takes, then resyncs them away.
+
+    ``enqueue_dedup_ttl_s``: how long an enqueued job id is remembered (one small marker key per
+    job), so that a retried or re-sent enqueue of the same id is a no-op even after the job ran
+    and its hash expired. 0 = no marker: only an existing job hash makes an enqueue a no-op.
     """
 
     retry_max: int = DEFAULT_RETRY_MAX
@@ -41,6 +47,7 @@ class RQSettings:
     durable_replicas: int = 0
     durable_timeout_ms: int = DEFAULT_DURABLE_TIMEOUT_MS
     outbox_path: str | None = None
+    enqueue_dedup_ttl_s: int = DEFAULT_ENQUEUE_DEDUP_TTL_S
 
     def describe(self) -> str:
         durable = {0: "off", DURABLE_ALL: "all replicas"}.get(
@@ -50,7 +57,8 @@ class RQSettings:
         return (
             f"job timeout {self.job_timeout_s}s, retries {self.retry_max} (intervals {intervals}s), "
             f"result TTL {self.result_ttl_s}s, failure TTL {self.failure_ttl_s}s, durable {durable}, "
-            f"outbox {self.outbox_path or 'off'}"
+            f"outbox {self.outbox_path or 'off'}, enqueue dedup "
+            + (f"{self.enqueue_dedup_ttl_s}s" if self.enqueue_dedup_ttl_s else "off (job hash only)")
         )
 
 
@@ -74,8 +82,9 @@ def _int(
 
 def load_rq_settings(env: Mapping[str, str] | None = None) -> RQSettings:
     """Read ``RQ_RETRY_MAX``, ``RQ_RETRY_INTERVALS``, ``RQ_JOB_TIMEOUT``, ``RQ_RESULT_TTL``,
-    ``RQ_FAILURE_TTL``, ``RQ_DURABLE`` (0, N or ``all``), ``RQ_DURABLE_TIMEOUT_MS`` and
-    ``RQ_OUTBOX_PATH``; raise ``ConfigError`` listing every problem."""
+    ``RQ_FAILURE_TTL``, ``RQ_DURABLE`` (0, N or ``all``), ``RQ_DURABLE_TIMEOUT_MS``,
+    ``RQ_OUTBOX_PATH`` and ``RQ_ENQUEUE_DEDUP_TTL`` (seconds, 0 = off); raise ``ConfigError``
+    listing every problem."""
     env = os.environ if env is None else env
     problems: list[str] = []
     values: dict[str, object] = {}
@@ -85,6 +94,7 @@ def load_rq_settings(env: Mapping[str, str] | None = None) -> RQSettings:
         ("RQ_RESULT_TTL", "result_ttl_s", 0, True),
         ("RQ_FAILURE_TTL", "failure_ttl_s", 1, True),
         ("RQ_DURABLE_TIMEOUT_MS", "durable_timeout_ms", 1, False),
+        ("RQ_ENQUEUE_DEDUP_TTL", "enqueue_dedup_ttl_s", 0, False),
     ):
         value = _int(env, var, minimum, problems, allow_minus_one=minus_one)
         if value is not None:

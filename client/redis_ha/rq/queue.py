@@ -4,8 +4,13 @@ Stock RQ enqueues with a pipeline holding HSET, EXPIRE, RPUSH and SADD. If the c
 breaks after sending it, nobody knows whether the RPUSH ran, and repeating it may queue the
 job twice, so redis_ha refuses to repeat it (``CommandOutcomeUnknown``). Here the job id is
 fixed before the first attempt and the whole enqueue is one Lua script that does nothing if
-the job hash already exists. Running it twice therefore has the effect of running it once,
+the job was already enqueued. Running it twice therefore has the effect of running it once,
 and the retry loop may repeat it across a failover.
+
+"Already enqueued" means: the job hash exists, or the job's dedup marker does. The script
+writes the marker (``redis-ha:rq:enqueued:<job id>``, a few dozen bytes, TTL
+``RQ_ENQUEUE_DEDUP_TTL``, default 24 h) with the job, so an enqueue retried or re-sent from the
+outbox after the job ran and its hash expired (``result_ttl``) does not run the job again.
 
 Durable mode (``durable=N`` or ``"all"``) adds ``WAIT`` after the script: the enqueue returns
 only once enough replicas confirm it, else it is retried (on the new master after a failover)
@@ -37,7 +42,7 @@ from redis_ha.client import HARedis
 from redis_ha.errors import NotDurable, RedisUnavailable
 from redis_ha.outbox import Outbox, OutboxEntry
 from redis_ha.rq.connection import rq_connection
-from redis_ha.rq.defaults import DURABLE_ALL, RQSettings, load_rq_settings
+from redis_ha.rq.defaults import DEFAULT_ENQUEUE_DEDUP_TTL_S, DURABLE_ALL, RQSettings, load_rq_settings
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +54,21 @@ OUTBOX_BATCH = 200
 """Jobs sent per flush round trip."""
 ACK_MARKER_KEY = "redis-ha:rq:enqueue-ack"
 ACK_MARKER_TTL_MS = 60_000
+DEDUP_MARKER_PREFIX = "redis-ha:rq:enqueued:"
+"""``<prefix><job id>`` says the job was enqueued, for ``RQ_ENQUEUE_DEDUP_TTL`` seconds."""
 
-# KEYS: job hash, queue list, RQ's set of queues, ack marker.
-# ARGV: job id, at_front (1/0), ttl seconds ("" = none), then the job hash as field, value, ...
+# KEYS: job hash, queue list, RQ's set of queues, ack marker, dedup marker.
+# ARGV: job id, at_front (1/0), ttl seconds ("" = none), dedup marker TTL seconds (0 = no
+# marker), then the job hash as field, value, ...
+# The marker is set first (SET NX: also the check); the EXISTS covers jobs enqueued without one.
 ENQUEUE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
+local dedup_ttl = tonumber(ARGV[4])
+if (dedup_ttl > 0 and not redis.call('SET', KEYS[5], KEYS[2], 'NX', 'EX', dedup_ttl))
+    or redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('SET', KEYS[4], ARGV[1], 'PX', ACK_TTL_MS)
   return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 local ttl = tonumber(ARGV[3])
 if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 if ARGV[2] == '1' then redis.call('LPUSH', KEYS[2], ARGV[1]) else redis.call('RPUSH', KEYS[2], ARGV[1]) end
@@ -78,8 +89,9 @@ class Outcome:
 class Enqueuer:
     """Runs the idempotent enqueue script (and ``WAIT``) through the HA retry loop."""
 
-    def __init__(self, connection: HARedis) -> None:
+    def __init__(self, connection: HARedis, dedup_ttl_s: int = DEFAULT_ENQUEUE_DEDUP_TTL_S) -> None:
         self.connection = connection
+        self.dedup_ttl_s = dedup_ttl_s
         self.script = connection.register_script(ENQUEUE_SCRIPT)
         self._replicas: tuple[float, int] = (0.0, 0)
 
@@ -142,10 +154,16 @@ class Enqueuer:
         for entry in entries:
             job_key = Job.key_for(entry.job_id)
             queue_key = rq.Queue.redis_queue_namespace_prefix + entry.queue
-            args: list[Any] = [entry.job_id, "1" if entry.at_front else "0", "" if entry.ttl is None else entry.ttl]
+            args: list[Any] = [
+                entry.job_id,
+                "1" if entry.at_front else "0",
+                "" if entry.ttl is None else entry.ttl,
+                self.dedup_ttl_s,
+            ]
             for field, value in entry.mapping.items():
                 args += [field, value]
-            pipe.evalsha(self.script.sha, 4, job_key, queue_key, rq.Queue.redis_queues_keys, ACK_MARKER_KEY, *args)
+            keys = (job_key, queue_key, rq.Queue.redis_queues_keys, ACK_MARKER_KEY, DEDUP_MARKER_PREFIX + entry.job_id)
+            pipe.evalsha(self.script.sha, len(keys), *keys, *args)
         if replicas:
             pipe.execute_command("WAIT", replicas, timeout_ms)
         results = pipe.execute()
@@ -286,7 +304,7 @@ class Queue(rq.Queue):
         if self._enqueuer is None:
             if not isinstance(self.connection, HARedis):
                 raise TypeError("idempotent enqueue needs a redis_ha connection")
-            self._enqueuer = Enqueuer(self.connection)
+            self._enqueuer = Enqueuer(self.connection, self.rq_settings.enqueue_dedup_ttl_s)
         return self._enqueuer
 
     @property
