@@ -67,10 +67,11 @@ def test_no_handler_reaches_include_role_which_ansible_refuses_in_handlers() -> 
 def test_master_restart_pauses_writes_before_the_failover_and_unpauses_after_the_demotion() -> None:
     restart = load(ROLES / "redis" / "tasks" / "restart.yml")
     failover = next(task for task in restart if "block" in task)
-    steps = [str(task) for task in failover["block"] if "ansible.builtin.command" in task]
+    runs = ("ansible.builtin.command", "ansible.builtin.shell")
+    steps = [str(task) for task in failover["block"] if any(key in task for key in runs)]
     order = [
         next(i for i, argv in enumerate(steps) if marker in argv)
-        for marker in ("'PAUSE'", "'FAILOVER'", "'GET-MASTER-ADDR-BY-NAME'", "'REPLICAOF'")
+        for marker in ("'PAUSE'", "SENTINEL FAILOVER", "SENTINEL GET-MASTER-ADDR-BY-NAME", "'REPLICAOF'")
     ]
     assert order == sorted(order)
     assert "'WRITE'" in steps[order[0]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from redis_ha.drill import report
 from redis_ha.drill.alerts import first_firing
 from redis_ha.drill.records import Ack, DrillLog, Event, Execution, Probe, ProducerError, TrafficRecord
@@ -143,10 +144,72 @@ def test_the_json_report_carries_the_verdict_and_the_slo_applied() -> None:
 
 
 def test_an_alert_still_firing_from_an_earlier_failover_is_not_taken_for_this_one() -> None:
-    def series(instance: str, *times: float) -> dict[str, object]:
-        return {"metric": {"instance": instance}, "values": [[t, "1"] for t in times]}
+    def series(instance: str, *runs: tuple[int, int]) -> dict[str, object]:
+        """One ALERTS series sampled every second during each (first, last) run."""
+        return {"metric": {"instance": instance}, "values": [[t, "1"] for a, b in runs for t in range(a, b + 1)]}
 
-    reply = {"status": "success", "data": {"result": [series("a", 100.0, 101.0, 160.0), series("b", 150.0, 151.0)]}}
+    reply = {"status": "success", "data": {"result": [series("a", (100, 160)), series("b", (150, 151))]}}
     assert first_firing(reply) == 100.0
     assert first_firing(reply, after=120.0) == 150.0
-    assert first_firing({"status": "success", "data": {"result": [series("a", 100.0, 200.0)]}}, after=120.0) is None
+    assert first_firing({"status": "success", "data": {"result": [series("a", (100, 200))]}}, after=120.0) is None
+
+
+def test_the_same_node_promoted_again_fires_anew_even_if_its_last_alert_was_recent() -> None:
+    # Promoted at 100 (fired until 160), a replica again, promoted again: firing from 230 on.
+    reply = {"status": "success", "data": {"result": [{"metric": {"instance": "a"},
+             "values": [[t, "1"] for t in [*range(100, 161), *range(230, 260)]]}]}}  # fmt: skip
+    assert first_firing(reply, after=150.0) == 230.0
+    assert first_firing({"status": "error"}, after=150.0) is None
+
+
+def sentinel(at: float, channel: str, data: str, where: str = "10.0.0.2:26379") -> Event:
+    return Event(at, channel, f"{where} {data}")
+
+
+PARTITION_HEARD = [
+    sentinel(T0 + 7.9, "+sdown", "sentinel abc 10.0.0.1 26379 @ mymaster 10.0.0.1 6379"),  # not the master
+    sentinel(T0 + 8.4, "+sdown", "master mymaster 10.0.0.1 6379", "10.0.0.3:26379"),
+    sentinel(T0 + 9.0, "+sdown", "master mymaster 10.0.0.1 6379"),
+    sentinel(T0 + 9.1, "+odown", "master mymaster 10.0.0.1 6379 #quorum 2/2"),
+    sentinel(
+        T0 + 9.3, "+failover-state-send-slaveof-noone", "slave 10.0.0.3:6379 10.0.0.3 6379 @ mymaster 10.0.0.1 6379"
+    ),
+    sentinel(T0 + 10.2, "+promoted-slave", "slave 10.0.0.3:6379 10.0.0.3 6379 @ mymaster 10.0.0.1 6379"),
+    sentinel(T0 + 10.3, "+switch-master", "mymaster 10.0.0.1 6379 10.0.0.3 6379", "10.0.0.3:26379"),
+    sentinel(T0 + 11.2, "+switch-master", "mymaster 10.0.0.1 6379 10.0.0.3 6379"),
+]
+
+
+def test_the_failover_steps_split_the_write_gap_from_its_last_write() -> None:
+    probes = [p for p in traffic().probes if not T0 + 5.01 < p.done < T0 + 10.5]  # last write 5.0, next 10.5
+    log = drill_log(sentinel_events=PARTITION_HEARD)
+    summary = report.summarize(traffic(probes=probes), log)
+    assert summary.steps_from == "the last write"
+    steps = dict(summary.failover_steps)
+    assert list(steps) == ["sdown", "odown", "promotion sent", "promotion seen", "switch-master", "first write"]
+    assert steps["sdown"] == pytest.approx(3.4, abs=0.01)  # the first Sentinel to see the master down
+    assert steps["promotion sent"] == pytest.approx(4.3, abs=0.01)
+    assert steps["switch-master"] == pytest.approx(5.3, abs=0.01)  # the first one heard
+    assert steps["first write"] == pytest.approx(5.5, abs=0.01)
+    text = report.table(summary, report.Slo(), [])
+    assert re.search(
+        r"^failover steps \(s after the last write\) +sdown 3\.4, odown 4\.1, promotion sent 4\.3, ", text, re.M
+    )
+
+
+def test_without_a_write_gap_the_steps_count_from_the_break_and_name_no_first_write() -> None:
+    log = drill_log(sentinel_events=[sentinel(T0 + 6.5, "+sdown", "master mymaster 10.0.0.1 6379")])
+    summary = report.summarize(traffic(), log)
+    assert summary.steps_from == "the break"
+    assert summary.failover_steps == (("sdown", 1.5),)
+    assert report.summarize(traffic(), drill_log()).failover_steps == ()
+
+
+def test_where_the_traffic_ran_is_in_the_table_and_a_lost_traffic_is_a_reason() -> None:
+    log = drill_log(traffic_on="app1")
+    log.events.append(Event(T0 + 15, report.TRAFFIC_LOST, "RuntimeError: no records came back from app1"))
+    summary = report.summarize(traffic(), log)
+    assert re.search(r"^traffic ran +20\.0 s on app1$", report.table(summary, report.Slo(), []), re.M)
+    assert report.verdict(summary, report.Slo()) == [
+        "the traffic on app1 could not be stopped or collected: RuntimeError: no records came back from app1"
+    ]

@@ -9,7 +9,9 @@ One module per concern, and none of them is imported by ``import redis_ha``:
 * ``records``  what a drill recorded, as JSON;
 * ``backend``  the small interface the orchestrator breaks things through; ``hosts`` implements it
                over SSH with Ansible (``ansible/drill.yml``), ``tests/drill/loopback.py`` over the
-               loopback test cluster;
+               loopback test cluster; ``hosts`` also runs the traffic on an app host (``--traffic-on``);
+* ``sentinel_events`` what the Sentinels announce during a drill (``+odown``, ``+switch-master`` ...),
+               heard live, so the report can say where the write gap went;
 * ``safety``   whether a drill may start (pure, returns a reason);
 * ``report``   summary, SLO verdict with reasons, table and JSON (pure);
 * ``timeline`` the PNG (matplotlib, imported only there);

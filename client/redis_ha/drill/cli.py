@@ -1,6 +1,7 @@
 """``redis-ha drill``: failover drills.
 
 redis-ha drill run --kind KIND [--env ENV] [--out DIR]   break, restore, report (exit 1: SLO missed)
+    [--traffic-on controller|app|HOST]                    where the traffic runs (default: here)
 redis-ha drill traffic --out DIR --queue Q [--rate R]    the traffic alone (on an app host)
 redis-ha drill report DIR                                 render DIR's records again
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from redis_ha.drill import kinds, report, traffic
+from redis_ha.drill.records import CONTROLLER
 
 REPO_ROOT_ENV = "REDIS_HA_KIT_ROOT"
 
@@ -55,8 +57,8 @@ def _slo(args: argparse.Namespace) -> report.Slo:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from redis_ha.drill.hosts import HostsBackend, find_repo_root  # noqa: PLC0415
-    from redis_ha.drill.orchestrator import DrillOptions, run_drill  # noqa: PLC0415
+    from redis_ha.drill.hosts import AppHostTraffic, HostsBackend, app_host_from, find_repo_root  # noqa: PLC0415
+    from redis_ha.drill.orchestrator import DrillOptions, TrafficRunner, run_drill  # noqa: PLC0415
 
     root = find_repo_root(os.environ.get(REPO_ROOT_ENV))
     out = Path(args.out) if args.out else root / ".drills" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.env}-{args.kind}"
@@ -74,10 +76,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         slo=_slo(args),
     )
     backend = HostsBackend(args.env, root)
+    traffic: TrafficRunner | None = None
+    if args.traffic_on != CONTROLLER:
+        try:
+            host = app_host_from(backend.inventory, args.traffic_on)
+        except ValueError as exc:
+            raise SystemExit(f"redis-ha drill: {exc}") from None
+        traffic = AppHostTraffic(backend, host, options)
     # The drill looks at the cluster four times a second with a fresh client, each saying it
     # connected; keep the pool's warnings (lost the master, failover seen) and drop that chatter.
     logging.getLogger("redis_ha.pool").setLevel(logging.WARNING)
-    return run_drill(backend, options).code
+    return run_drill(backend, options, traffic).code
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -112,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hold", type=float, default=5.0, help="seconds the breakage lasts after the failover")
     run.add_argument("--settle", type=float, default=5.0, help="seconds of traffic after recovery")
     run.add_argument("--alert-wait", type=float, default=120.0, help="seconds to wait for the failover alert")
+    run.add_argument(
+        "--traffic-on",
+        default=CONTROLLER,
+        metavar="controller|app|HOST",
+        help="run the traffic here (controller, the default), on the inventory's first app host (app) "
+        "or on the named app host, from the app's virtualenv (deployed by ansible/app.yml)",
+    )
     _slo_arguments(run)
     run.set_defaults(func=cmd_run)
 

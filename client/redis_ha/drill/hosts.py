@@ -4,7 +4,14 @@ Breaking and restoring go through ``ansible/drill.yml`` (one host, ``drill_step=
 a rolling restart is ``ansible/upgrade.yml`` with forced restarts. Which host is which comes from
 ``ansible-inventory --list``; how apps reach the cluster from ``.deploy/<env>/redis-ha.env``, which
 ``make deploy`` wrote. Parsing both is pure (``parse_env_file``, ``hosts_by_address``,
-``prometheus_url_from``); only ``HostsBackend`` runs commands.
+``prometheus_url_from``, ``app_host_from``); only ``HostsBackend`` and ``AppHostTraffic`` run commands.
+
+``AppHostTraffic`` runs the drill's traffic on an app host instead of this machine
+(``--traffic-on app``): ``ansible/drill.yml drill_step=traffic-start`` starts ``redis-ha drill
+traffic`` there from the app's virtualenv and returns once jobs flow; ``drill_step=traffic-stop``
+drains it, fetches its records as one archive and deletes them on the host; the archive is
+unpacked into the results directory (``records.unpack_records``), where the report reads them as
+if the traffic had run here.
 """
 
 from __future__ import annotations
@@ -16,15 +23,21 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from redis_ha.config import Address, format_address
 from redis_ha.drill.kinds import Plan
+from redis_ha.drill.orchestrator import TRAFFIC_STOP_MARGIN_S, DrillOptions, say, traffic_arguments
+from redis_ha.drill.records import CONTROLLER, unpack_records
 
 logger = logging.getLogger(__name__)
 
 PLAYBOOK_TIMEOUT_S = 900.0
 DEFAULT_PROMETHEUS_PORT = 9090
+APP_GROUP = "app"
+RECORDS_ARCHIVE = "app-records.tgz"
+TRAFFIC_RUNTIME_MARGIN_S = 120.0
+"""The app host stops the traffic's unit this long after its own --duration and drain, whatever happens."""
 
 
 def find_repo_root(hint: str | None = None) -> Path:
@@ -80,6 +93,24 @@ def prometheus_url_from(inventory: dict[str, Any]) -> tuple[str | None, str]:
     address = str(hostvars.get(host, {}).get("ansible_host", host))
     port = hostvars.get(host, {}).get("monitoring_prometheus_port", DEFAULT_PROMETHEUS_PORT)
     return f"http://{address}:{port}", f"Prometheus on {host}"
+
+
+def app_host_from(inventory: dict[str, Any], wanted: str) -> str:
+    """The inventory host to run the traffic on: the first of group ``app`` for ``app``, else ``wanted``. Pure.
+
+    ValueError, saying what the inventory has, when there is no such app host.
+    """
+    hosts = [str(h) for h in inventory.get(APP_GROUP, {}).get("hosts", [])]
+    if wanted == APP_GROUP:
+        if not hosts:
+            raise ValueError(
+                f"the inventory has no app host (group '{APP_GROUP}' is empty); use --traffic-on {CONTROLLER}"
+            )
+        return hosts[0]
+    if wanted not in hosts:
+        known = ", ".join(hosts) or "-"
+        raise ValueError(f"'{wanted}' is not an app host of the inventory (group '{APP_GROUP}': {known})")
+    return wanted
 
 
 class HostsBackend:
@@ -141,26 +172,99 @@ class HostsBackend:
 
     # Acting.
 
-    def _playbook(self, playbook: str, limit: str, extra: dict[str, str]) -> None:
+    def playbook(self, playbook: str, limit: str, extra: dict[str, Any]) -> None:
         argv = [str(self.bin / "ansible-playbook"), "-i", str(self.inventory_dir), *self._vault_args()]
         argv += [str(self.root / "ansible" / playbook)]
         if limit:
             argv += ["-e", f"drill_target={limit}"]
         for key, value in extra.items():
-            argv += ["-e", f"{key}={value}"]
+            # Strings as key=value (readable in the log), anything else as JSON (lists stay lists).
+            argv += ["-e", f"{key}={value}" if isinstance(value, str) else json.dumps({key: value})]
         print(f"drill: running {' '.join(shlex.quote(a) for a in argv[1:])}", flush=True)
         subprocess.run(argv, check=True, env=self._ansible_env(), cwd=self.root, timeout=PLAYBOOK_TIMEOUT_S)
 
     def break_(self, plan: Plan, target: Address | None) -> str:
         if plan.action == "rolling-restart":
-            self._playbook("upgrade.yml", "", {"redis_force_restart": "true", "sentinel_force_restart": "true"})
+            self.playbook("upgrade.yml", "", {"redis_force_restart": "true", "sentinel_force_restart": "true"})
             return "ran ansible/upgrade.yml with forced restarts of every redis-server and Sentinel"
         assert target is not None
         host = self.host_for(target)
-        self._playbook("drill.yml", host, {"drill_step": "break", "drill_kind": plan.kind})
+        self.playbook("drill.yml", host, {"drill_step": "break", "drill_kind": plan.kind})
         return f"{plan.description} on {host} ({format_address(target)})"
 
     def restore(self, plan: Plan, target: Address | None) -> str:
         hosts = "redis:sentinel" if target is None else self.host_for(target)
-        self._playbook("drill.yml", hosts, {"drill_step": "restore", "drill_kind": plan.kind})
+        self.playbook("drill.yml", hosts, {"drill_step": "restore", "drill_kind": plan.kind})
         return f"ran ansible/drill.yml drill_step=restore on {hosts}"
+
+
+class PlaybookRunner(Protocol):
+    def playbook(self, playbook: str, limit: str, extra: dict[str, Any]) -> None: ...
+
+
+class AppHostTraffic:
+    """The drill's traffic on an app host of the inventory, over SSH with ``ansible/drill.yml``."""
+
+    def __init__(self, backend: PlaybookRunner, host: str, options: DrillOptions) -> None:
+        self.backend = backend
+        self.where = host
+        self.options = options
+        self.queue: str | None = None
+
+    def start(self, queue: str, max_s: float) -> None:
+        self.queue = queue
+        options = self.options
+        say(f"starting the traffic on {self.where} ({options.rate:g} jobs/s, queue {queue})")
+        try:
+            self.backend.playbook(
+                "drill.yml",
+                self.where,
+                {
+                    "drill_step": "traffic-start",
+                    "drill_traffic_id": queue,
+                    "drill_traffic_args": traffic_arguments(options, max_s),
+                    "drill_traffic_max_s": round(max_s + options.drain_timeout_s + TRAFFIC_RUNTIME_MARGIN_S),
+                    "drill_traffic_ready_timeout_s": round(options.ready_timeout_s),
+                },
+            )
+        except subprocess.SubprocessError as exc:
+            raise RuntimeError(
+                f"the traffic did not start on {self.where} ({_short(exc)}); see the output above"
+            ) from None
+        say(f"traffic flowing on {self.where}")
+
+    def stop(self) -> None:
+        if self.queue is None:
+            return
+        out = self.options.out_dir
+        archive = (out / RECORDS_ARCHIVE).resolve()
+        archive.unlink(missing_ok=True)
+        try:
+            self.backend.playbook(
+                "drill.yml",
+                self.where,
+                {
+                    "drill_step": "traffic-stop",
+                    "drill_traffic_id": self.queue,
+                    "drill_traffic_stop_timeout_s": round(self.options.drain_timeout_s + TRAFFIC_STOP_MARGIN_S),
+                    "drill_traffic_fetch_to": str(archive),
+                },
+            )
+        except subprocess.SubprocessError as exc:
+            raise RuntimeError(
+                f"stopping the traffic on {self.where} failed ({_short(exc)}); see the output above"
+            ) from None
+        if not archive.exists():
+            raise RuntimeError(f"no records came back from {self.where} (its traffic directory was missing)")
+        names = unpack_records(archive, out)
+        archive.unlink()
+        say(f"collected the traffic's records from {self.where}: {', '.join(names)}")
+
+
+def _short(exc: BaseException) -> str:
+    """A failed Ansible run in a few words (its full command line is long and already printed)."""
+    if isinstance(exc, subprocess.CalledProcessError):
+        return f"ansible-playbook exited with code {exc.returncode}"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"ansible-playbook ran longer than {exc.timeout:g} s"
+    return type(exc).__name__

@@ -5,6 +5,10 @@ call (with the loopback backend). Whatever happens after the break starts (an ex
 timeout, SIGINT or SIGTERM) the backend's ``restore`` runs, with those signals held off until it
 is done, and the drill says so. The verdict comes from ``report.verdict``; the exit status is
 0 (SLO met), 1 (missed), 3 (refused to start).
+
+The traffic runs beside the drill (``LocalTraffic``) or, with ``--traffic-on``, on an app host
+(``hosts.AppHostTraffic``); either way its records end up in the results directory. A
+``SentinelEar`` listens to every Sentinel meanwhile, for the failover's steps in the report.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -30,8 +34,18 @@ from redis_ha.drill import report
 from redis_ha.drill.alerts import FAILOVER_ALERT, alert_firing_at
 from redis_ha.drill.backend import Backend
 from redis_ha.drill.kinds import Plan, choose_target, plan_for, recovery_problem
-from redis_ha.drill.records import EVENTS_FILE, READY_FILE, TRAFFIC_FILE, DrillLog, Event, TrafficRecord, write_json
+from redis_ha.drill.records import (
+    CONTROLLER,
+    EVENTS_FILE,
+    READY_FILE,
+    TRAFFIC_FILE,
+    DrillLog,
+    Event,
+    TrafficRecord,
+    write_json,
+)
 from redis_ha.drill.safety import confirmation_refusal, health_refusal, target_refusal
+from redis_ha.drill.sentinel_events import SentinelEar
 from redis_ha.health import decide, observe
 from redis_ha.sentinel import probe_client
 
@@ -117,16 +131,86 @@ def signals_deferred() -> Iterator[list[str]]:
             signal.signal(sig, old)
 
 
+def traffic_arguments(options: DrillOptions, max_s: float) -> list[str]:
+    """The ``redis-ha drill traffic`` options of a drill, wherever it runs (all but ``--out`` and ``--queue``). Pure."""
+    return [
+        "--rate", f"{options.rate:g}", "--workers", str(options.workers),
+        "--duration", f"{max_s:.0f}", "--drain-timeout", f"{options.drain_timeout_s:g}",
+    ]  # fmt: skip
+
+
+class TrafficRunner(Protocol):
+    """Runs the drill's traffic somewhere and leaves its records (``traffic.json`` ...) in the results directory."""
+
+    where: str
+    """``controller`` or the inventory name of the app host it runs on."""
+
+    def start(self, queue: str, max_s: float) -> None:
+        """Start the traffic and return once jobs flow (one acknowledged and run); raise if they do not."""
+        ...
+
+    def stop(self) -> None:
+        """Stop producing, let the queued jobs run (bounded), and bring the records into the results directory."""
+        ...
+
+
+class LocalTraffic:
+    """``redis-ha drill traffic`` as a child process of the drill, on this machine."""
+
+    where = CONTROLLER
+
+    def __init__(self, options: DrillOptions, client_env: dict[str, str]) -> None:
+        self.options = options
+        self.client_env = client_env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, queue: str, max_s: float) -> None:
+        out = self.options.out_dir
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "RQ_"))}
+        env |= self.client_env
+        argv = [sys.executable, "-m", "redis_ha.cli", "drill", "traffic", "--out", str(out), "--queue", queue]
+        argv += traffic_arguments(self.options, max_s)
+        with (out / "traffic.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        say(f"traffic started (pid {self.process.pid}, {self.options.rate:g} jobs/s, log {out / 'traffic.log'})")
+        deadline = time.monotonic() + self.options.ready_timeout_s
+        while not (out / READY_FILE).exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the traffic generator exited with code {self.process.returncode}; see traffic.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no job was acknowledged and run within {self.options.ready_timeout_s:g} s")
+            time.sleep(POLL_S)
+
+    def stop(self) -> None:
+        """SIGTERM the generator (it stops producing and drains), wait, insist if it hangs."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=self.options.drain_timeout_s + TRAFFIC_STOP_MARGIN_S)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGTERM)  # a second SIGTERM skips the rest of the drain
+            try:
+                process.wait(timeout=TRAFFIC_STOP_MARGIN_S)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+
+
 class Drill:
     """One run. Holds the events it records; each step is a method so a test can watch it."""
 
-    def __init__(self, backend: Backend, options: DrillOptions) -> None:
+    def __init__(self, backend: Backend, options: DrillOptions, traffic: TrafficRunner | None = None) -> None:
         self.backend = backend
         self.options = options
         self.plan: Plan = plan_for(options.kind)
-        self.log = DrillLog(kind=options.kind, env=options.env, backend=backend.name)
         self.settings: Settings = load_settings(env=backend.client_env())
-        self.traffic: subprocess.Popen[bytes] | None = None
+        self.traffic: TrafficRunner = traffic or LocalTraffic(options, backend.client_env())
+        self.log = DrillLog(kind=options.kind, env=options.env, backend=backend.name, traffic_on=self.traffic.where)
+        self.ear = SentinelEar(self.settings)
 
     def event(self, name: str, detail: str = "") -> None:
         self.log.events.append(Event(time.time(), name, detail))
@@ -160,49 +244,6 @@ class Drill:
             time.sleep(POLL_S)
             last = problem()
         return last
-
-    # Traffic.
-
-    def start_traffic(self, queue: str, max_s: float) -> None:
-        out = self.options.out_dir
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "RQ_"))}
-        env |= self.backend.client_env()
-        argv = [
-            sys.executable, "-m", "redis_ha.cli", "drill", "traffic", "--out", str(out), "--queue", queue,
-            "--rate", f"{self.options.rate:g}", "--workers", str(self.options.workers),
-            "--duration", f"{max_s:.0f}", "--drain-timeout", f"{self.options.drain_timeout_s:g}",
-        ]  # fmt: skip
-        with (out / "traffic.log").open("ab") as log:
-            self.traffic = subprocess.Popen(
-                argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        say(f"traffic started (pid {self.traffic.pid}, {self.options.rate:g} jobs/s, log {out / 'traffic.log'})")
-
-    def wait_traffic_ready(self) -> None:
-        assert self.traffic is not None
-        deadline = time.monotonic() + self.options.ready_timeout_s
-        while not (self.options.out_dir / READY_FILE).exists():
-            if self.traffic.poll() is not None:
-                raise RuntimeError(f"the traffic generator exited with code {self.traffic.returncode}; see traffic.log")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no job was acknowledged and run within {self.options.ready_timeout_s:g} s")
-            time.sleep(POLL_S)
-
-    def stop_traffic(self) -> None:
-        """SIGTERM the generator (it stops producing and drains), wait, insist if it hangs."""
-        process = self.traffic
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=self.options.drain_timeout_s + TRAFFIC_STOP_MARGIN_S)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGTERM)  # a second SIGTERM skips the rest of the drain
-            try:
-                process.wait(timeout=TRAFFIC_STOP_MARGIN_S)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
 
     # Breaking and restoring.
 
@@ -315,10 +356,10 @@ class Drill:
         opts = self.options
         budget = opts.warmup_s + opts.failover_timeout_s + opts.hold_s + opts.recover_timeout_s + opts.settle_s + 600
         start = time.time()
+        self.ear.start()
         with signals_raise():
             try:
-                self.start_traffic(f"drill-{uuid.uuid4().hex[:8]}", budget)
-                self.wait_traffic_ready()
+                self.traffic.start(f"drill-{uuid.uuid4().hex[:8]}", budget)
                 time.sleep(opts.warmup_s)
                 with self.broken(target):
                     if self.plan.expects_failover:
@@ -333,7 +374,11 @@ class Drill:
             finally:
                 with signals_deferred():
                     say("stopping the traffic and waiting for the queued jobs to run")
-                    self.stop_traffic()
+                    try:
+                        self.traffic.stop()
+                    except Exception as exc:
+                        self.event(report.TRAFFIC_LOST, f"{type(exc).__name__}: {exc}")
+                    self.log.sentinel_events = self.ear.stop()
         self.read_alert(start)
         write_json(out / EVENTS_FILE, self.log.to_json())
         return render(out, opts.slo, png=opts.png)
@@ -367,5 +412,6 @@ def render(out: Path, slo: report.Slo, *, png: bool = True) -> Outcome:
     )
 
 
-def run_drill(backend: Backend, options: DrillOptions) -> Outcome:
-    return Drill(backend, options).run()
+def run_drill(backend: Backend, options: DrillOptions, traffic: TrafficRunner | None = None) -> Outcome:
+    """Run one drill; the traffic runs beside it unless ``traffic`` says where else."""
+    return Drill(backend, options, traffic).run()

@@ -8,14 +8,20 @@ is what lets the report put them on one timeline.
 from __future__ import annotations
 
 import json
+import shutil
+import tarfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 TRAFFIC_FILE = "traffic.json"
 EVENTS_FILE = "events.json"
 EXECUTIONS_FILE = "executions.log"
 READY_FILE = "ready"
+CONTROLLER = "controller"
+"""Where the traffic ran when it ran beside the orchestrator (``DrillLog.traffic_on``)."""
+RECORDS_MAX_BYTES = 256 * 1024 * 1024
+"""The most an app host's records archive may unpack to; a drill's are a few MB."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,11 @@ class DrillLog:
     events: list[Event] = field(default_factory=list)
     alert_note: str = ""
     """Why no alert line is drawn (no monitoring host configured, Prometheus unreachable ...)."""
+    traffic_on: str = CONTROLLER
+    """Where the traffic generator ran: ``controller`` or the inventory name of an app host."""
+    sentinel_events: list[Event] = field(default_factory=list)
+    """What the Sentinels announced about the master during the drill (``+sdown``, ``+odown``,
+    ``+switch-master`` ...), as heard: ``name`` is the channel, ``detail`` the sentinel and message."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +136,8 @@ class DrillLog:
             down_after_ms=data.get("down_after_ms"),
             events=[Event(**e) for e in data.get("events", [])],
             alert_note=str(data.get("alert_note", "")),
+            traffic_on=str(data.get("traffic_on", CONTROLLER)),
+            sentinel_events=[Event(**e) for e in data.get("sentinel_events", [])],
         )
 
 
@@ -151,3 +164,40 @@ def read_executions(path: Path) -> list[Execution]:
         except ValueError:
             continue
     return executions
+
+
+def unpack_records(archive: Path, out_dir: Path, *, reserved: frozenset[str] = frozenset({EVENTS_FILE})) -> list[str]:
+    """Unpack the records an app host's traffic left (a ``tar -C DIR -czf ARCHIVE .``) into ``out_dir``.
+
+    Accepts only regular files directly in the archive's top directory (``./traffic.json``, ...) and
+    refuses the whole archive, writing nothing, if a member is anything else: a path with a
+    directory part or ``..``, an absolute path, a link or device, one of the ``reserved`` names
+    the orchestrator writes itself, or more than ``RECORDS_MAX_BYTES`` in all. Returns the names
+    written, sorted.
+    """
+    with tarfile.open(archive, "r:*") as tar:
+        members = tar.getmembers()
+        files: list[tuple[str, tarfile.TarInfo]] = []
+        total = 0
+        for member in members:
+            path = PurePosixPath(member.name)
+            parts = [part for part in path.parts if part != "."]
+            if member.isdir() and not parts:
+                continue  # the archive's own top directory
+            if path.is_absolute() or len(parts) != 1 or parts[0] == ".." or not member.isfile():
+                raise ValueError(f"{archive.name}: refusing member {member.name!r} (only plain files at the top)")
+            if parts[0] in reserved:
+                raise ValueError(f"{archive.name}: refusing member {member.name!r}: the drill writes that file itself")
+            total += member.size
+            if total > RECORDS_MAX_BYTES:
+                raise ValueError(f"{archive.name}: more than {RECORDS_MAX_BYTES} bytes of records; refusing it")
+            files.append((parts[0], member))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, member in files:
+            source = tar.extractfile(member)
+            assert source is not None  # a regular file
+            tmp = out_dir / f".{name}.unpacking"
+            with source, tmp.open("wb") as target:
+                shutil.copyfileobj(source, target)
+            tmp.replace(out_dir / name)
+    return sorted(name for name, _ in files)

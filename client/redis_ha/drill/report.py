@@ -10,10 +10,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from redis_ha.drill.records import DrillLog, Event, Probe, TrafficRecord
+from redis_ha.drill.records import CONTROLLER, DrillLog, Event, Probe, TrafficRecord
 
 GAP_SLACK_S = 2.0
 """The default write-gap SLO is Sentinel's ``down-after-milliseconds`` plus this, seconds."""
@@ -21,6 +22,8 @@ FALLBACK_DOWN_AFTER_MS = 30_000
 """Sentinel's own default ``down-after-milliseconds``, used when the cluster's could not be read."""
 SHOWN_IDS = 5
 """How many job ids a verdict sentence names before it says "and N more"."""
+STEPS_AFTER_GAP_S = 10.0
+"""Sentinel steps heard this long after the longest write gap ended still belong to its failover."""
 
 # Event names the orchestrator records (and the timeline draws).
 BREAK = "break"
@@ -35,6 +38,18 @@ RECOVERED = "recovered"
 NOT_RECOVERED = "not-recovered"
 INTERRUPTED = "interrupted"
 ALERT_FIRING = "alert-firing"
+TRAFFIC_LOST = "traffic-lost"
+"""Stopping the traffic, or bringing its records back from the app host, failed."""
+
+STEPS: tuple[tuple[str, str, str], ...] = (
+    # (channel, what the message must start with, the name the report gives the step)
+    ("+sdown", "master ", "sdown"),
+    ("+odown", "master ", "odown"),
+    ("+failover-state-send-slaveof-noone", "slave ", "promotion sent"),
+    ("+promoted-slave", "slave ", "promotion seen"),
+    ("+switch-master", "", "switch-master"),
+)
+"""The failover's steps in the report, in the order Sentinel takes them."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,14 @@ class Summary:
     alert_note: str
     acks_before_break: int
     events: tuple[Event, ...] = field(default=())
+    traffic_on: str = CONTROLLER
+    failover_steps: tuple[tuple[str, float], ...] = ()
+    """Steps of the failover as Sentinel announced them, and the first write after the longest write
+    gap, in seconds since ``steps_from``."""
+    steps_from: str = ""
+    steps_origin: float | None = None
+    """The time ``failover_steps`` count from (``steps_from`` says what happened then)."""
+    traffic_problem: str = ""
 
 
 def write_gaps(probes: list[Probe], threshold_s: float) -> list[tuple[float, float]]:
@@ -107,6 +130,22 @@ def write_gaps(probes: list[Probe], threshold_s: float) -> list[tuple[float, flo
     if ordered and last_ok is None:
         spans.append((ordered[0].sent, ordered[-1].done))
     return spans
+
+
+def failover_steps(events: Iterable[Event], since: float) -> list[tuple[str, float]]:
+    """The first time each step of ``STEPS`` was heard at or after ``since``, as (step, seconds since). Pure.
+
+    A step never heard is left out; the result is in the order of ``STEPS``.
+    """
+    ordered = sorted(events, key=lambda e: e.at)
+    found = []
+    for channel, prefix, name in STEPS:
+        for event in ordered:
+            data = event.detail.partition(" ")[2]
+            if event.name == channel and event.at >= since and data.startswith(prefix):
+                found.append((name, round(event.at - since, 3)))
+                break
+    return found
 
 
 def _first(events: list[Event], name: str, after: float = -math.inf) -> Event | None:
@@ -138,8 +177,10 @@ def summarize(traffic: TrafficRecord, log: DrillLog) -> Summary:
     restore_failed = _first(events, RESTORE_FAILED)
     restore_outcome = restore_failed or restored
     alert = _first(events, ALERT_FIRING)
+    steps, steps_from, steps_origin = _steps(log, gaps, t0)
     break_failed = _first(events, BREAK_FAILED)
     interrupted = _first(events, INTERRUPTED)
+    traffic_lost = _first(events, TRAFFIC_LOST)
     return Summary(
         kind=log.kind,
         env=log.env,
@@ -170,7 +211,31 @@ def summarize(traffic: TrafficRecord, log: DrillLog) -> Summary:
         alert_note=log.alert_note,
         acks_before_break=sum(1 for a in traffic.acks if t0 is None or a.acked < t0),
         events=tuple(events),
+        traffic_on=log.traffic_on,
+        failover_steps=tuple(steps),
+        steps_from=steps_from,
+        steps_origin=steps_origin,
+        traffic_problem=traffic_lost.detail if traffic_lost else "",
     )
+
+
+def _steps(
+    log: DrillLog, gaps: list[tuple[float, float]], t0: float | None
+) -> tuple[list[tuple[str, float]], str, float | None]:
+    """Where the longest write gap went: Sentinel's steps and the first write, from the gap's start.
+
+    Without a write gap (a drill that causes no failover, or one clients did not feel) the steps
+    are counted from the break, and there is no "first write". Returns the steps, what they count
+    from, and when that was.
+    """
+    if gaps:
+        start, end = max(gaps, key=lambda g: g[1] - g[0])
+        steps = [s for s in failover_steps(log.sentinel_events, start) if s[1] <= end - start + STEPS_AFTER_GAP_S]
+        steps.append(("first write", round(end - start, 3)))
+        return sorted(steps, key=lambda s: s[1]), "the last write", start
+    if t0 is None or not log.sentinel_events:
+        return [], "", None
+    return failover_steps(log.sentinel_events, t0), "the break", t0
 
 
 def verdict(summary: Summary, slo: Slo) -> list[str]:
@@ -200,6 +265,10 @@ def verdict(summary: Summary, slo: Slo) -> list[str]:
         reasons.append(f"the break itself failed: {summary.break_failed}")
     if summary.interrupted:
         reasons.append(f"the drill was interrupted ({summary.interrupted})")
+    if summary.traffic_problem:
+        reasons.append(
+            f"the traffic on {summary.traffic_on} could not be stopped or collected: {summary.traffic_problem}"
+        )
     return reasons
 
 
@@ -229,8 +298,13 @@ def rows(summary: Summary, slo: Slo) -> list[tuple[str, str]]:
         ("healthy again (old master a replica)", _seconds(summary.recovered_s, "not seen") + " after the break"),
         ("restored what it broke", restored),
         ("alert fired", alert or "-"),
-        ("traffic ran", f"{summary.traffic_s:.1f} s"),
+        (f"failover steps (s after {summary.steps_from or 'the break'})", _steps_text(summary.failover_steps)),
+        ("traffic ran", f"{summary.traffic_s:.1f} s on {summary.traffic_on}"),
     ]
+
+
+def _steps_text(steps: tuple[tuple[str, float], ...]) -> str:
+    return ", ".join(f"{name} {at:.1f}" for name, at in steps) or "-"
 
 
 def table(summary: Summary, slo: Slo, reasons: list[str]) -> str:

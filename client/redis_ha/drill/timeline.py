@@ -1,4 +1,5 @@
-"""The drill's timeline as a PNG: throughput, errors, enqueue latency, write gaps and the drill's events.
+"""The drill's timeline as a PNG: throughput, errors, enqueue latency, write gaps, the drill's events
+and the failover's steps as the Sentinels announced them.
 
 The only module that imports matplotlib (Agg backend, no display needed).
 """
@@ -65,6 +66,13 @@ def render_png(
             axis.axvline(event.at - t0, color=color, linestyle=":", linewidth=1.5,
                          label=label if axis is top and event.name not in seen else None)  # fmt: skip
         seen.add(event.name)
+    if summary.steps_origin is not None and summary.failover_steps:
+        for name, offset in summary.failover_steps:
+            if name != "first write":
+                bottom.axvline(summary.steps_origin + offset - t0, color="dimgray", linewidth=0.6, alpha=0.6)
+        steps = ", ".join(f"{name} {offset:.1f}" for name, offset in summary.failover_steps)
+        bottom.text(0.01, 0.95, f"failover steps (gray lines), s after {summary.steps_from}: {steps}",
+                    transform=bottom.transAxes, va="top", fontsize=8, color="dimgray")  # fmt: skip
     if summary.alert_s is None:
         note = f"alert line: {summary.alert_note or 'not read'}"
         top.text(0.01, 0.97, note, transform=top.transAxes, va="top", fontsize=9, color="dimgray")

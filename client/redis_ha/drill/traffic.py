@@ -62,6 +62,7 @@ PROBE_DEADLINE_S = 1.0
 PROBE_SOCKET_TIMEOUT_S = 0.5
 PROBE_KEY = "redis-ha:drill:probe"
 PROBE_TTL_MS = 60_000
+PROBE_ERROR_DETAIL_CHARS = 160
 SUPERVISE_INTERVAL_S = 0.5
 WORKER_STOP_TIMEOUT_S = 20.0
 
@@ -76,6 +77,15 @@ class TrafficOptions:
     producers: int = DEFAULT_PRODUCERS
     drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
     probe_interval_s: float = DEFAULT_PROBE_INTERVAL_S
+
+
+def probe_error(exc: BaseException) -> str:
+    """A failed probe write in one line: the error, and the last attempt behind it (NOREPLICAS, a timeout ...)."""
+    text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    attempts = getattr(exc, "attempts", None)
+    if attempts:
+        text += f" (last attempt: {str(attempts[-1])[:PROBE_ERROR_DETAIL_CHARS]})"
+    return text
 
 
 class Traffic:
@@ -190,8 +200,7 @@ class Traffic:
                     client.set(PROBE_KEY, f"{sent:.3f}", px=PROBE_TTL_MS)
                     probe = Probe(sent, time.time(), True, format_address(client.master_address))
                 except redis.RedisError as exc:
-                    error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                    probe = Probe(sent, time.time(), False, "", error)
+                    probe = Probe(sent, time.time(), False, "", probe_error(exc))
                 self.record.probes.append(probe)
                 self.stop.wait(max(0.0, self.options.probe_interval_s - (time.time() - sent)))
         finally:
