@@ -14,6 +14,7 @@ import functools
 import importlib.metadata
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -26,7 +27,7 @@ from redis.exceptions import NoPermissionError
 from redis.utils import str_if_bytes
 
 from redis_ha.config import Address, Settings, format_address
-from redis_ha.errors import ConfigError, TopologyChanged
+from redis_ha.errors import ConfigError, NotDurable, TopologyChanged
 from redis_ha.promotion import PromotionProbe, parse_info, replicas_in_role_reply
 from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
 from redis_ha.watch import SwitchWatcher
@@ -37,6 +38,15 @@ Role = Literal["master", "replica"]
 
 NOT_SENT_MARK = "redis_ha_not_sent"
 """Attribute set on an exception raised while connecting: the command never left this process."""
+_NOREPLICAS = re.compile(r"(?:^|caused error: )NOREPLICAS\b")  # alone, or inside a pipeline's error
+
+
+def master_is_alive(error: BaseException) -> bool:
+    """The node answered as a working master that cannot confirm writes yet (a master just
+    promoted, whose replicas have not attached): no replica can have taken over from it."""
+    return isinstance(error, NotDurable) or (
+        isinstance(error, redis.exceptions.ResponseError) and _NOREPLICAS.search(str(error)) is not None
+    )
 
 
 def was_sent(error: BaseException) -> bool:
@@ -172,6 +182,7 @@ class HAConnectionPool(ConnectionPool):
         self._takeover: tuple[Address, Address] | None = None  # (lost master, replica that took over)
         self._inherited_master: Address | None = None
         self._trouble_since: float | None = None
+        self._master_answered = False  # the last failure was the master refusing writes, alive
         self._trouble_logged_at = 0.0
         s = settings
         super().__init__(
@@ -242,7 +253,10 @@ class HAConnectionPool(ConnectionPool):
                 return takeover[1]  # Sentinel has not caught up yet
             self._takeover = None
         lineage = self._lineage
-        if self._trouble_since is not None and lineage is not None and lineage[0] == addr:
+        # Not while the master answers NOREPLICAS (one just promoted, its replicas not attached
+        # yet): probing its replicas then waits on every dead one among them for nothing.
+        silent = self._trouble_since is not None and not self._master_answered
+        if silent and lineage is not None and lineage[0] == addr:
             promoted = self._promotion.find(self._promotion_candidates, lineage[1])
             if promoted is not None:
                 self._takeover = (addr, promoted)
@@ -334,6 +348,7 @@ class HAConnectionPool(ConnectionPool):
 
     def note_trouble(self, error: BaseException, attempt: int) -> None:
         now = time.monotonic()
+        self._master_answered = master_is_alive(error)
         with self._changed:
             first = self._trouble_since is None
             if first:
