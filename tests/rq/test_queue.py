@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 from redis_ha.rq.defaults import DEFAULT_ENQUEUE_DEDUP_TTL_S, RQSettings
-from redis_ha.rq.queue import DEDUP_MARKER_PREFIX
+from redis_ha.rq.queue import DEDUP_MARKER_PREFIX, REPLICA_COUNT_CACHE_S
 
 from tests.rq import jobs
 from tests.rq.support import ha_queue, run_cli, wait_until, worker_env
@@ -60,3 +61,19 @@ def test_a_bad_enqueue_dedup_ttl_is_reported_plainly_with_exit_code_2() -> None:
     assert result.returncode == 2
     assert "RQ_ENQUEUE_DEDUP_TTL is '24h'; expected a whole number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_durable_all_counts_the_replicas_streaming_from_the_master_when_sentinel_sees_none(
+    cluster: LoopbackCluster,
+) -> None:
+    """A Sentinel cut off with the old master reports no healthy replica; here no Sentinel answers
+    at all. The master the client writes to still streams to 2 replicas, and both must confirm."""
+    queue = ha_queue(cluster, durable="all", rq_settings=NO_RETRY)
+    queue.enqueue(jobs.noop, job_id="before")
+    for index in range(3):
+        cluster.kill_sentinel(index)
+    time.sleep(REPLICA_COUNT_CACHE_S)  # the count is asked again, with every Sentinel gone
+    assert queue.enqueuer.healthy_replicas() == 2
+    job = queue.enqueue(jobs.noop, job_id="after")
+    assert queue.connection.exists(job.key)

@@ -29,7 +29,8 @@ class RQSettings:
     """What a producer applies to every job it enqueues unless the call says otherwise.
 
     ``durable_replicas``: 0 = acknowledge once the master has the job; N = once N replicas
-    confirm it (``WAIT``); ``DURABLE_ALL`` = once every healthy replica Sentinel reports does.
+    confirm it (``WAIT``); ``DURABLE_ALL`` = once every healthy replica does (the larger of
+    Sentinel's count and the master's).
     Only ``DURABLE_ALL`` (or N = all replicas) cannot lose an acknowledged job in a planned
     ``SENTINEL FAILOVER``: a replica not yet moved to the new master confirms writes the old
     master still takes, then resyncs them away.

@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,18 @@ class Outcome:
     outboxed: int = 0
 
 
+def streaming_replicas(info: Mapping[str, Any]) -> int:
+    """Replicas a master's ``INFO replication`` lists as online (past their initial sync)."""
+    return sum(
+        1
+        for key, value in info.items()
+        if key.startswith("slave")
+        and key[5:].isdigit()
+        and isinstance(value, Mapping)
+        and value.get("state") == "online"
+    )
+
+
 class Enqueuer:
     """Runs the idempotent enqueue script (and ``WAIT``) through the HA retry loop."""
 
@@ -96,15 +108,20 @@ class Enqueuer:
         self._replicas: tuple[float, int] = (0.0, 0)
 
     def healthy_replicas(self) -> int:
-        """Replicas that can confirm a write now: Sentinel's healthy ones (cached briefly)."""
+        """Replicas that must confirm a write: the larger of Sentinel's healthy ones and those
+        streaming from the master we write to (cached briefly).
+
+        Sentinel's count alone fails when the Sentinel that answers is cut off with the old master
+        (it sees no healthy replica while the new master has them); the master's count alone is
+        unsafe in a planned failover (the replica being promoted has already left the old master,
+        so WAIT for the rest acknowledges writes that are resynced away). Asking for more
+        confirmations than needed only ever costs a retry."""
         fetched_at, count = self._replicas
         if time.monotonic() - fetched_at < REPLICA_COUNT_CACHE_S:
             return count
         directory = self.connection.ha_pool.directory
-        if directory is not None:
-            count = len(directory.replica_addresses())
-        else:
-            count = int(self.connection.info("replication").get("connected_slaves", 0))
+        from_sentinel = len(directory.replica_addresses()) if directory is not None else 0
+        count = max(from_sentinel, streaming_replicas(self.connection.info("replication")))
         self._replicas = (time.monotonic(), count)
         return count
 
@@ -115,7 +132,9 @@ class Enqueuer:
         def attempt() -> list[int]:
             wanted = self.healthy_replicas() if replicas == DURABLE_ALL else replicas
             if replicas and wanted < 1:
-                raise NotDurable("durable enqueue needs at least one healthy replica and Sentinel reports none")
+                raise NotDurable(
+                    "durable enqueue needs at least one healthy replica; neither Sentinel nor the master reports one"
+                )
             try:
                 results = self._run(entries, wanted, timeout_ms, load=False)
             except redis.exceptions.NoScriptError:
