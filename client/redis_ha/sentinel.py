@@ -32,10 +32,14 @@ def no_retry() -> Retry:
 
 
 def tls_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of redis-py's ``SSLConnection`` (and of ``redis.Redis`` with ``ssl=True``).
+
+    No ``ssl`` key: a connection pool passes these straight to its connection class, which takes
+    only the ``ssl_*`` ones; ``probe_client`` adds ``ssl=True`` for ``redis.Redis`` itself.
+    """
     if not settings.tls:
         return {}
     return {
-        "ssl": True,
         "ssl_cert_reqs": "required",
         "ssl_ca_certs": settings.tls_ca_file,
         "ssl_certfile": settings.tls_cert_file,
@@ -69,7 +73,7 @@ def probe_client(
         socket_keepalive=True,
         retry=no_retry(),
         decode_responses=True,
-        **tls_kwargs(settings),
+        **({"ssl": True, **tls_kwargs(settings)} if settings.tls else {}),
         **extra,
     )
 

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import redis_ha
 import redis_ha.client as client_module
+from redis.connection import SSLConnection
 from redis_ha.config import Secret, load_settings
+from redis_ha.pool import HAConnectionPool
+from redis_ha.sentinel import probe_client
 
 
 def test_sentinels_and_credentials_come_from_the_environment() -> None:
@@ -143,3 +146,29 @@ def test_connect_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) ->
     client = redis_ha.connect()
     assert client.settings.master_name == "envmaster"
     assert os.environ["REDIS_SENTINELS"] == "10.9.9.9:26379"
+
+
+def test_tls_settings_build_tls_connections_for_the_pool_and_the_probes(tmp_path: Path) -> None:
+    """REDIS_TLS=1 gives SSL connections with the CA and client certificate, in the master pool
+    (and so in RQ's clones of it) as in the short-lived Sentinel and node probes."""
+    for name in ("ca.crt", "client.crt", "client.key"):
+        (tmp_path / name).write_text("not read before connecting\n")
+    s = load_settings(
+        env={
+            "REDIS_SENTINELS": "10.0.0.1:26379",
+            "REDIS_TLS": "1",
+            "REDIS_TLS_CA_FILE": str(tmp_path / "ca.crt"),
+            "REDIS_TLS_CERT_FILE": str(tmp_path / "client.crt"),
+            "REDIS_TLS_KEY_FILE": str(tmp_path / "client.key"),
+        }
+    )
+    connection = HAConnectionPool(s).make_connection()
+    assert isinstance(connection, SSLConnection)
+    assert (connection.ca_certs, connection.certfile, connection.keyfile) == (
+        str(tmp_path / "ca.crt"),
+        str(tmp_path / "client.crt"),
+        str(tmp_path / "client.key"),
+    )
+    probe = probe_client(s, ("10.0.0.1", 26379), sentinel=True)
+    assert issubclass(probe.connection_pool.connection_class, SSLConnection)
+    assert probe.connection_pool.connection_kwargs["ssl_ca_certs"] == str(tmp_path / "ca.crt")
