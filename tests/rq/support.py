@@ -134,3 +134,23 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, inter
             raise AssertionError(f"gave up after {timeout_s:.0f}s waiting for {what}")
         time.sleep(interval_s)
     return time.monotonic() - started
+
+
+def kill_master_under_load(
+    cluster: LoopbackCluster, producer: Producer, record: Path, *, warm_up_s: float, drain_limit_s: float
+) -> set[str]:
+    """Run ``producer`` for ``warm_up_s``, kill -9 the master, keep producing 2 s on the new one,
+    then wait until every acknowledged job has run; return the acknowledged job ids."""
+    producer.start()
+    time.sleep(warm_up_s)
+    old = cluster.kill_master()
+    cluster.wait_for_master_change(old)
+    time.sleep(2.0)
+    acknowledged = producer.stop()
+    wait_until(
+        lambda: acknowledged <= set(jobs.executions(str(record))),
+        drain_limit_s,
+        "every acknowledged job to run",
+        interval_s=0.5,
+    )
+    return acknowledged

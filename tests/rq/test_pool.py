@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import urllib.request
 from pathlib import Path
 
@@ -13,7 +12,16 @@ from rq import Worker
 from rq.job import Job, JobStatus
 
 from tests.rq import jobs
-from tests.rq.support import Producer, free_port, ha_queue, run_cli, wait_until, worker_env, worker_process
+from tests.rq.support import (
+    Producer,
+    free_port,
+    ha_queue,
+    kill_master_under_load,
+    run_cli,
+    wait_until,
+    worker_env,
+    worker_process,
+)
 from tests.support import processes
 from tests.support.cluster import LoopbackCluster, pids_alive
 
@@ -47,18 +55,7 @@ def test_a_pool_of_three_rides_through_a_master_kill_with_ha_connections_and_sto
         )
         workers = processes.children(pool.pid)
         producer = Producer(queue, record, func=jobs.record_where, args=(0.1,))
-        producer.start()
-        time.sleep(1.5)
-        old = cluster.kill_master()
-        cluster.wait_for_master_change(old)
-        time.sleep(2.0)
-        acknowledged = producer.stop()
-        wait_until(
-            lambda: acknowledged <= set(jobs.executions(str(record))),
-            DRAIN_LIMIT_S,
-            "every acknowledged job to run",
-            interval_s=0.5,
-        )
+        acknowledged = kill_master_under_load(cluster, producer, record, warm_up_s=1.5, drain_limit_s=DRAIN_LIMIT_S)
 
         def all_finished() -> bool:
             fetched = Job.fetch_many(sorted(acknowledged), connection=queue.connection)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 from rq.job import Job, JobStatus
 
 from tests.rq import jobs
-from tests.rq.support import Producer, ha_queue, run_cli, wait_until, worker_env, worker_process
+from tests.rq.support import Producer, ha_queue, kill_master_under_load, run_cli, wait_until, worker_env, worker_process
 from tests.support.cluster import LoopbackCluster
 
 pytestmark = pytest.mark.integration
@@ -65,18 +64,7 @@ def test_a_multi_queue_worker_keeps_its_pid_through_a_master_kill_and_runs_every
     with worker_process(cluster, log_path, queues=PRIORITY) as worker:
         pid = worker.pid
         producer = Producer(queues, record, func=jobs.record_where)
-        producer.start()
-        time.sleep(1.0)
-        old = cluster.kill_master()
-        cluster.wait_for_master_change(old)
-        time.sleep(2.0)
-        acknowledged = producer.stop()
-        wait_until(
-            lambda: acknowledged <= set(jobs.executions(str(record))),
-            DRAIN_LIMIT_S,
-            "every acknowledged job to run",
-            interval_s=0.5,
-        )
+        acknowledged = kill_master_under_load(cluster, producer, record, warm_up_s=1.0, drain_limit_s=DRAIN_LIMIT_S)
         reader = queues[0].connection
 
         def all_finished() -> bool:
