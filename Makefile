@@ -2,6 +2,7 @@
 #   make deploy [ENV=staging]   deploy the kit (no ENV: the local lab)
 #   make upgrade [ENV=staging]  rolling upgrade/restart, a writable master throughout
 #   make test                   lint, unit + loopback-cluster + Ansible tests, Molecule on nspawn hosts
+#   make test-matrix            Molecule `default` again on Debian 13 (Redis 8, Valkey 8), then `tls`
 #   make bench                  client and RQ benchmarks on a loopback cluster (prints figures)
 #   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
 #   make lab-up / lab-down      local systemd-nspawn test hosts
@@ -20,10 +21,10 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade drill test-drills molecule lab-up lab-down clean
+	deploy upgrade drill test-drills molecule test-matrix lab-up lab-down clean
 
 help:
-	@sed -n '2,7p' Makefile | sed 's/^# //'
+	@sed -n '2,8p' Makefile | sed 's/^# //'
 
 # Installs only what is missing, so repeated runs cost one dpkg query.
 system-deps:
@@ -72,10 +73,21 @@ test: lint
 # Molecule on real test hosts: each scenario boots its own systemd-nspawn lab (never the
 # `make lab-up` one), converges ansible/site.yml, checks idempotence, verifies with testinfra,
 # and always destroys its lab. Scenarios: default, failover (kill -9 and SENTINEL FAILOVER while
-# jobs flow), partition (the master cut off the network).
+# jobs flow), partition (the master cut off the network), tls (everything over TLS only) and the
+# Debian 13 ones of test-matrix.
 SCENARIO ?= default
 molecule: venv system-deps
 	cd tests && PATH=$(CURDIR)/$(VENV)/bin:$$PATH molecule -c molecule/config.yml test -s $(SCENARIO)
+
+# The `default` scenario's sequence and checks on Debian 13 hosts, once per package the kit
+# deploys there (trixie-redis: redis-server 8, trixie-valkey: redis_ha_flavor valkey). Not part
+# of `make test`, which stays on Debian 12.
+MATRIX_SCENARIOS := trixie-redis trixie-valkey
+# tls: the full deploy with redis_ha_tls (throwaway CA, client certificates) on Debian 12.
+MATRIX_SCENARIOS += tls
+test-matrix:
+	@for scenario in $(MATRIX_SCENARIOS); do \
+		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
 
 bench: venv system-deps
 	$(PY) tests/bench/bench_client.py

@@ -93,6 +93,14 @@ def test_redis_rewrite_formats_compare_equal() -> None:
     assert redis_conf.redis_conf_options(ours) == redis_conf.redis_conf_options(theirs)
 
 
+def test_valkey_rewrite_names_compare_equal() -> None:
+    """Valkey 8's CONFIG REWRITE (after a failover) renames masteruser/masterauth."""
+    ours = 'masteruser replication\nmasterauth "pw"\nreplica-announce-ip 10.0.0.1\nreplicaof 10.0.0.2 6379\n'
+    theirs = 'primaryuser "replication"\nprimaryauth "pw"\nslave-announce-ip "10.0.0.1"\nslaveof 10.0.0.2 6379\n'
+    assert redis_conf.redis_conf_options(ours) == redis_conf.redis_conf_options(theirs)
+    assert redis_conf.redis_conf_options("primaryauth other\n") != redis_conf.redis_conf_options(ours)
+
+
 def test_a_real_setting_change_is_a_difference() -> None:
     assert redis_conf.redis_conf_options("maxmemory 1gb\n") != redis_conf.redis_conf_options("maxmemory 2gb\n")
     assert redis_conf.redis_conf_options("") == {}

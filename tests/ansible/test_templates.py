@@ -120,6 +120,8 @@ def test_tls_closes_the_plain_port_and_encrypts_replication(rendered_tls: dict[s
     assert "port 0" in sentinel
     assert "tls-port 26379" in sentinel
     assert "-redis.addr=rediss://10.1.0.11:6379" in rendered_tls["exporter-redis.exporter.args"]
+    # The exporter (user prometheus) reads its own copy of the CA: the node's TLS directory is Redis's.
+    assert "-tls-ca-cert-file=/etc/redis-exporter/tls/ca.crt" in rendered_tls["exporter-sentinel.exporter.args"]
 
 
 def test_systemd_drop_in_lets_redis_rewrite_its_config_and_raises_limits(rendered: dict[str, str]) -> None:
@@ -154,8 +156,13 @@ def test_exporters_read_passwords_from_files_never_from_the_unit(rendered: dict[
     assert "-web.listen-address=10.1.0.11:9355" in rendered["exporter-sentinel.exporter.args"]
     assert "-redis.user=exporter" in rendered["exporter-redis.exporter.args"]
     assert "-config-command=-" in rendered["exporter-redis.exporter.args"]
+    # Keyed by the address alone (exporter 1.45, Debian 12) and with the user (1.69, Debian 13).
     assert yaml.safe_load(rendered["exporter-redis.exporter.password.json"]) == {
-        "redis://10.1.0.11:6379": GOOD_PASSWORDS["redis_exporter_password"]
+        "redis://10.1.0.11:6379": GOOD_PASSWORDS["redis_exporter_password"],
+        "redis://exporter@10.1.0.11:6379": GOOD_PASSWORDS["redis_exporter_password"],
+    }
+    assert yaml.safe_load(rendered["exporter-sentinel.exporter.password.json"]) == {
+        "redis://10.1.0.11:26379": GOOD_PASSWORDS["sentinel_password"]
     }
 
 

@@ -1,9 +1,12 @@
 """Shared testinfra fixtures for the Molecule scenarios (tests/molecule/<scenario>/tests/).
 
 The scenario's lab is named by RHK_LAB_NAME (set in its molecule.yml); its SSH config, keys and
-secrets live in <repo>/.lab/labs/<name>/. Hosts are reached over SSH with that config (testinfra's
-ssh backend, one multiplexed connection per host); Redis, Sentinel and the exporters are also
-queried straight from the controller, as an app or Prometheus would.
+secrets live in <repo>/.lab/labs/<name>/. RHK_FLAVOR (redis or valkey, as the scenario deploys)
+names the units, packages, paths and user the checks expect (``FLAVOR``). Hosts are reached over
+SSH with that config (testinfra's ssh backend, one multiplexed connection per host); Redis,
+Sentinel and the exporters are also queried straight from the controller, as an app or Prometheus
+would. With RHK_LAB_TLS=1 (scenario tls) those clients speak TLS (``Lab.tls``: the CA and the
+verifier's client certificate its prepare.yml made in Molecule's ephemeral directory).
 
 A test marked ``@pytest.mark.units("redis-server", ...)`` that fails gets the tail of those
 units' journals from every lab host appended to its report.
@@ -47,6 +50,46 @@ SETTLE_TIMEOUT_S = 60.0
 """Seconds a check waits for the cluster to agree (Sentinel gossip after a deploy or failover)."""
 JOURNAL_LINES = 40
 
+
+@dataclasses.dataclass(frozen=True)
+class Flavor:
+    """What Debian's packages of one flavor are called and where they put things (as roles/redis_ha/vars)."""
+
+    name: str
+    server_unit: str
+    sentinel_unit: str
+    server_package: str
+    config_file: str
+    acl_file: str
+    sentinel_config_file: str
+    user: str
+
+
+FLAVORS = {
+    "redis": Flavor(
+        name="redis",
+        server_unit="redis-server",
+        sentinel_unit="redis-sentinel",
+        server_package="redis-server",
+        config_file="/etc/redis/redis.conf",
+        acl_file="/etc/redis/users.acl",
+        sentinel_config_file="/etc/redis/sentinel.conf",
+        user="redis",
+    ),
+    "valkey": Flavor(
+        name="valkey",
+        server_unit="valkey-server",
+        sentinel_unit="valkey-sentinel",
+        server_package="valkey-server",
+        config_file="/etc/valkey/valkey.conf",
+        acl_file="/etc/valkey/users.acl",
+        sentinel_config_file="/etc/valkey/sentinel.conf",
+        user="valkey",
+    ),
+}
+FLAVOR = FLAVORS[os.environ.get("RHK_FLAVOR") or "redis"]
+"""The flavor the scenario deployed (its molecule.yml sets RHK_FLAVOR; default redis)."""
+
 T = TypeVar("T")
 
 
@@ -72,6 +115,24 @@ class Lab:
     state_dir: Path
     ips: dict[str, str]
     control_dir: str
+    tls_dir: Path | None = None
+    """The scenario's CA and client certificates (RHK_LAB_TLS=1: <ephemeral dir>/tls); None: no TLS."""
+
+    def tls(self) -> dict[str, Any]:
+        """redis.Redis arguments for the lab's TLS ports: its CA, and the verifier's client certificate.
+
+        A check overrides them (``options`` of ``redis_client``, ``sentinel_client``): ``ssl=False``
+        (plain text), ``ssl_certfile=None, ssl_keyfile=None`` (no client certificate).
+        """
+        if self.tls_dir is None:
+            return {}
+        return {
+            "ssl": True,
+            "ssl_cert_reqs": "required",
+            "ssl_ca_certs": str(self.tls_dir / "ca.crt"),
+            "ssl_certfile": str(self.tls_dir / "verifier.crt"),
+            "ssl_keyfile": str(self.tls_dir / "verifier.key"),
+        }
 
     def secret(self, name: str) -> str:
         return (self.state_dir / "secrets" / name).read_text().strip()
@@ -83,14 +144,16 @@ class Lab:
             controlpath=f"{self.control_dir}/%%C",  # testinfra %-formats the command
         )
 
-    def redis_client(self, name: str, *, auth: bool = True) -> redis.Redis:
+    def redis_client(self, name: str, *, auth: bool = True, **options: Any) -> redis.Redis:
         kwargs: dict[str, Any] = (
             {"username": ADMIN_USER, "password": self.secret("redis_admin_password")} if auth else {}
         )
+        kwargs |= self.tls() | options
         return redis.Redis(self.ips[name], REDIS_PORT, socket_timeout=SOCKET_TIMEOUT_S, decode_responses=True, **kwargs)
 
-    def sentinel_client(self, name: str, *, auth: bool = True) -> redis.Redis:
+    def sentinel_client(self, name: str, *, auth: bool = True, **options: Any) -> redis.Redis:
         kwargs: dict[str, Any] = {"password": self.secret("sentinel_password")} if auth else {}
+        kwargs |= self.tls() | options
         return redis.Redis(
             self.ips[name], SENTINEL_PORT, socket_timeout=SOCKET_TIMEOUT_S, decode_responses=True, **kwargs
         )
@@ -112,7 +175,10 @@ def _lab_from_env() -> Lab:
     state_dir = REPO / ".lab" / "labs" / name
     state = json.loads((state_dir / "state.json").read_text())
     ips = {host: info["ip"] for host, info in state["hosts"].items()}
-    return Lab(name=name, state_dir=state_dir, ips=ips, control_dir=tempfile.mkdtemp(prefix="rhk-ssh-"))
+    tls_dir = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "tls" if os.environ.get("RHK_LAB_TLS") == "1" else None
+    return Lab(
+        name=name, state_dir=state_dir, ips=ips, control_dir=tempfile.mkdtemp(prefix="rhk-ssh-"), tls_dir=tls_dir
+    )
 
 
 @pytest.fixture(scope="session")
@@ -241,6 +307,14 @@ def drill_summary(lab: Lab, scenario: str) -> Drill:
     if ephemeral:
         (Path(ephemeral) / f"{scenario}-summary.txt").write_text(line + "\n")
     return drill
+
+
+def assert_owned(lab: Lab, name: str, spec: tuple[str, str, str, int]) -> None:
+    """``spec`` = (path, owner, group, mode): the file exists on host ``name`` with exactly those."""
+    path, owner, group, mode = spec
+    f = lab.host(name).file(path)
+    assert f.exists, f"{path} is missing on {name}"
+    assert (f.user, f.group, f.mode) == (owner, group, mode), f"{path} on {name}: {f.user}:{f.group} {oct(f.mode)}"
 
 
 def assert_no_acknowledged_job_lost(drill: Drill) -> None:

@@ -2,7 +2,8 @@
 
 Redis rewrites its own config file (CONFIG REWRITE, which Sentinel issues after every
 failover): it quotes strings, splits ``save`` into one line per rule, turns ``1024mb``
-into ``1gb`` and appends defaults such as ``latency-tracking-info-percentiles``. A
+into ``1gb``, appends defaults such as ``latency-tracking-info-percentiles`` and, on Valkey 8,
+writes its own names for some directives (``primaryauth`` for ``masterauth``). A
 text comparison would then restart a healthy node on every deploy after a failover, so
 the redis role writes redis.conf only when these parsed options differ.
 """
@@ -17,6 +18,22 @@ from typing import Any
 _REPEATABLE = frozenset({"save", "include", "loadmodule", "rename-command", "user", "bind", "sentinel"})
 # Lines Redis 7 appends on rewrite although they hold the default value.
 _REWRITE_DEFAULTS = {"latency-tracking-info-percentiles": "50 99 99.9"}
+# Other names of a directive -> the name redis.conf.j2 writes. Valkey 8's CONFIG REWRITE writes
+# primaryuser/primaryauth; both servers still read the old slave-* spellings.
+_ALIASES = {
+    "primaryuser": "masteruser",
+    "primaryauth": "masterauth",
+    "slaveof": "replicaof",
+    "slave-announce-ip": "replica-announce-ip",
+    "slave-announce-port": "replica-announce-port",
+    "slave-read-only": "replica-read-only",
+    "slave-priority": "replica-priority",
+    "slave-serve-stale-data": "replica-serve-stale-data",
+    "slave-lazy-flush": "replica-lazy-flush",
+    "slave-ignore-maxmemory": "replica-ignore-maxmemory",
+    "min-slaves-to-write": "min-replicas-to-write",
+    "min-slaves-max-lag": "min-replicas-max-lag",
+}
 _MEMORY = re.compile(r"^(\d+)(k|kb|m|mb|g|gb)$", re.IGNORECASE)
 _UNITS = {"k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
 
@@ -42,6 +59,7 @@ def redis_conf_options(text: str | None) -> dict[str, Any]:
         if not words:
             continue
         key = words[0].lower()
+        key = _ALIASES.get(key, key)
         value = " ".join(_normalise_value(word) for word in words[1:])
         if key in _REPEATABLE:
             options.setdefault(key, [])

@@ -1,5 +1,8 @@
 """Scenario default: after a fresh deploy (and a second one that changed nothing) the cluster is
-up, locked down and healthy, and every host runs exactly what it should."""
+up, locked down and healthy, and every host runs exactly what it should.
+
+The trixie-redis and trixie-valkey scenarios run these same checks (their molecule.yml points the
+verifier here); ``FLAVOR`` names the units, packages and paths of the flavor they deployed."""
 
 from __future__ import annotations
 
@@ -12,17 +15,21 @@ from tests.molecule.conftest import (
     APP_HOSTS,
     EXPORTER_REDIS_PORT,
     EXPORTER_SENTINEL_PORT,
+    FLAVOR,
     MASTER_NAME,
     REDIS_HOSTS,
     REDIS_PORT,
     SENTINEL_PORT,
     Lab,
+    assert_owned,
     wait_for,
 )
 
 pytestmark = pytest.mark.lab
 
-REDIS_UNITS = ("redis-server", "redis-sentinel", "redis-exporter@redis", "redis-exporter@sentinel")
+SERVER_UNIT = FLAVOR.server_unit
+SENTINEL_UNIT = FLAVOR.sentinel_unit
+REDIS_UNITS = (SERVER_UNIT, SENTINEL_UNIT, "redis-exporter@redis", "redis-exporter@sentinel")
 WORKER_UNIT = "rq-worker@default"
 APP_ENV_FILE = "/etc/redis-ha/redis-ha.env"
 
@@ -60,7 +67,7 @@ def test_app_host_runs_the_worker_and_no_redis(lab: Lab, name: str) -> None:
         pytest.skip("no worker unit: templates/rq-worker.service.j2 did not exist at converge")
     assert host.service(WORKER_UNIT).is_running
     assert host.service(WORKER_UNIT).is_enabled
-    assert not host.package("redis-server").is_installed
+    assert not host.package(FLAVOR.server_package).is_installed
 
 
 @pytest.mark.parametrize("name", REDIS_HOSTS)
@@ -96,7 +103,7 @@ def test_sentinel_refuses_an_unauthenticated_client(lab: Lab, name: str) -> None
         lab.sentinel_client(name, auth=False).execute_command("SENTINEL", "MASTERS")
 
 
-@pytest.mark.units("redis-server", "redis-sentinel")
+@pytest.mark.units(SERVER_UNIT, SENTINEL_UNIT)
 def test_exactly_one_master_and_every_sentinel_agrees(lab: Lab) -> None:
     def agreed() -> str:
         master = master_of(lab)
@@ -108,7 +115,7 @@ def test_exactly_one_master_and_every_sentinel_agrees(lab: Lab) -> None:
     wait_for(agreed)
 
 
-@pytest.mark.units("redis-server")
+@pytest.mark.units(SERVER_UNIT)
 def test_every_replica_has_its_link_to_the_master_up(lab: Lab) -> None:
     def linked() -> None:
         master = master_of(lab)
@@ -123,7 +130,7 @@ def test_every_replica_has_its_link_to_the_master_up(lab: Lab) -> None:
     wait_for(linked)
 
 
-@pytest.mark.units("redis-sentinel")
+@pytest.mark.units(SENTINEL_UNIT)
 @pytest.mark.parametrize("name", REDIS_HOSTS)
 def test_sentinel_ckquorum_is_ok(lab: Lab, name: str) -> None:
     answer = wait_for(lambda: lab.sentinel_client(name).execute_command("SENTINEL", "CKQUORUM", MASTER_NAME))
@@ -156,9 +163,9 @@ def test_sentinel_exporter_reports_the_master(lab: Lab, name: str) -> None:
 @pytest.mark.parametrize(
     "spec",
     [
-        ("/etc/redis/redis.conf", "redis", "redis", 0o640),
-        ("/etc/redis/users.acl", "redis", "redis", 0o640),
-        ("/etc/redis/sentinel.conf", "redis", "redis", 0o640),
+        (FLAVOR.config_file, FLAVOR.user, FLAVOR.user, 0o640),
+        (FLAVOR.acl_file, FLAVOR.user, FLAVOR.user, 0o640),
+        (FLAVOR.sentinel_config_file, FLAVOR.user, FLAVOR.user, 0o640),
         ("/etc/redis-exporter", "root", "prometheus", 0o750),
         ("/etc/redis-exporter/redis.password.json", "root", "prometheus", 0o640),
         ("/etc/redis-exporter/sentinel.password.json", "root", "prometheus", 0o640),
@@ -168,10 +175,7 @@ def test_sentinel_exporter_reports_the_master(lab: Lab, name: str) -> None:
 def test_redis_host_config_files_have_their_modes_and_owners(
     lab: Lab, name: str, spec: tuple[str, str, str, int]
 ) -> None:
-    path, owner, group, mode = spec
-    f = lab.host(name).file(path)
-    assert f.exists, f"{path} is missing on {name}"
-    assert (f.user, f.group, f.mode) == (owner, group, mode), f"{path} on {name}: {f.user}:{f.group} {oct(f.mode)}"
+    assert_owned(lab, name, spec)
 
 
 @pytest.mark.parametrize("name", APP_HOSTS)
