@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 import testinfra
+from redis_ha.drill.records import parse_executions
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SCRIPT = REPO / "tests" / "lab" / "lab.py"
@@ -285,7 +286,7 @@ def _props(text: str) -> dict[str, str]:
 def drill_summary(lab: Lab, scenario: str) -> Drill:
     """Read what the drill left on app1, print the summary line and keep it in Molecule's ephemeral dir."""
     acked = _read_app_file(lab, f"{DRILL_DIR}/acked.log").split()
-    executions = Counter(_read_app_file(lab, f"{DRILL_DIR}/executions.log").split())
+    executions = Counter(e.job_id for e in parse_executions(_read_app_file(lab, f"{DRILL_DIR}/executions.log")))
     producer = json.loads(_read_app_file(lab, f"{DRILL_DIR}/producer.json"))
     before = _props(_read_app_file(lab, f"{DRILL_DIR}/worker.before"))
     after = _props(_read_app_file(lab, f"{DRILL_DIR}/worker.after"))

@@ -1,7 +1,8 @@
 """Job functions for the RQ tests and benchmark; importable by a worker subprocess (PYTHONPATH=repo root).
 
 Executions are recorded by appending one line to a file (O_APPEND writes of one short line are
-atomic), not in Redis, so the record itself cannot be lost or doubled by a failover.
+atomic), not in Redis, so the record itself cannot be lost or doubled by a failover: ``record`` is
+the drills' own (``<job id> <time> <pid>``); every line starts with the job id.
 """
 
 from __future__ import annotations
@@ -9,25 +10,16 @@ from __future__ import annotations
 import os
 import time
 
+from redis_ha.drill.jobs import record
 from rq import get_current_job
 
-
-def record(path: str, tag: str = "") -> str:
-    """Append ``<job id> <tag>`` to ``path``; return the job id."""
-    job = get_current_job()
-    job_id = job.id if job is not None else "-"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{job_id} {tag}\n".encode())
-    finally:
-        os.close(fd)
-    return job_id
+__all__ = ["executions", "noop", "record", "record_where", "records", "sleep_then_record"]
 
 
 def sleep_then_record(path: str, seconds: float) -> str:
     """Work for ``seconds``, then record the execution."""
     time.sleep(seconds)
-    return record(path, "slept")
+    return record(path)
 
 
 def record_where(path: str, seconds: float = 0.0) -> str:

@@ -149,12 +149,17 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_executions(path: Path) -> list[Execution]:
-    """Parse the workers' ``<job id> <time> <pid>`` lines; a torn last line is skipped."""
-    executions = []
+    """The executions recorded in ``path`` (see ``parse_executions``); none if it does not exist."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return parse_executions(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return []
+
+
+def parse_executions(text: str) -> list[Execution]:
+    """Parse the workers' ``<job id> <time> <pid>`` lines (``redis_ha.drill.jobs.record``); a torn
+    last line is skipped."""
+    executions = []
     for line in text.splitlines():
         parts = line.split()
         if len(parts) != 3:

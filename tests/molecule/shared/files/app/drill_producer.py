@@ -19,7 +19,7 @@ from pathlib import Path
 from redis_ha.errors import RedisHAError
 from redis_ha.rq import Queue
 
-JOB = "drill_jobs.record"
+JOB = "redis_ha.drill.jobs.record"  # appends <job id> <time> <pid> to the file it is given
 
 
 def main() -> int:
@@ -38,7 +38,7 @@ def main() -> int:
     with (args.dir / "acked.log").open("a") as log:
         while not (args.dir / "stop").exists() and time.monotonic() - started < args.max_seconds:
             try:
-                job = queue.enqueue(JOB)  # by name: the worker imports it from the app directory
+                job = queue.enqueue(JOB, str(args.dir / "executions.log"))  # by name: the worker has redis_ha
             except RedisHAError as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 continue
