@@ -9,6 +9,12 @@ from __future__ import annotations
 import redis.exceptions
 
 
+def describe_error(error: BaseException) -> str:
+    """``Name: first line of the message`` (just ``Name`` when there is none): for one log line."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 class RedisHAError(Exception):
     """Root of every error raised by redis_ha."""
 

@@ -27,7 +27,7 @@ from redis.exceptions import NoPermissionError
 from redis.utils import str_if_bytes
 
 from redis_ha.config import Address, Settings, format_address
-from redis_ha.errors import ConfigError, NotDurable, TopologyChanged
+from redis_ha.errors import ConfigError, NotDurable, TopologyChanged, describe_error
 from redis_ha.promotion import PromotionProbe, parse_info, replicas_in_role_reply
 from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
 from redis_ha.watch import SwitchWatcher
@@ -360,14 +360,14 @@ class HAConnectionPool(ConnectionPool):
             since = self._trouble_since
         target = f"master of '{self.settings.master_name}'" if self.role == "master" else "replicas"
         if first:
-            logger.warning("Lost the %s (%s); reconnecting.", target, _short(error))
+            logger.warning("Lost the %s (%s); reconnecting.", target, describe_error(error))
         else:
             logger.warning(
                 "Still reconnecting to the %s after %.1fs, attempt %d (%s).",
                 target,
                 now - (since or now),
                 attempt,
-                _short(error),
+                describe_error(error),
             )
 
     def note_recovered(self) -> None:
@@ -408,8 +408,3 @@ class HAConnectionPool(ConnectionPool):
             self.directory.close()
         self._promotion.close()
         super().close()
-
-
-def _short(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

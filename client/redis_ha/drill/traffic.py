@@ -48,6 +48,7 @@ from redis_ha.drill.records import (
     read_executions,
     write_json,
 )
+from redis_ha.errors import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class TrafficOptions:
 
 def probe_error(exc: BaseException) -> str:
     """A failed probe write in one line: the error, and the last attempt behind it (NOREPLICAS, a timeout ...)."""
-    text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    text = describe_error(exc)
     attempts = getattr(exc, "attempts", None)
     if attempts:
         text += f" (last attempt: {str(attempts[-1])[:PROBE_ERROR_DETAIL_CHARS]})"
@@ -180,8 +181,7 @@ class Traffic:
                 queue.enqueue(jobs.record, str(self.executions_path), job_id=job_id)
                 self.record.acks.append(Ack(job_id, submitted, time.time()))
             except Exception as exc:  # what an application would have seen is what we record
-                text = str(exc).splitlines()[0] if str(exc) else ""
-                self.record.errors.append(ProducerError(time.time(), job_id, f"{type(exc).__name__}: {text}"))
+                self.record.errors.append(ProducerError(time.time(), job_id, describe_error(exc)))
             next_at = max(next_at + interval, time.monotonic())
             time.sleep(max(0.0, next_at - time.monotonic()))
 

@@ -21,7 +21,7 @@ DEFAULT_DURABLE_TIMEOUT_MS = 1000
 DEFAULT_ENQUEUE_DEDUP_TTL_S = 24 * 3600
 """How long a job id is remembered as enqueued after its first enqueue, seconds (0 = not at all)."""
 DURABLE_ALL = -1
-"""``durable_replicas`` value meaning: every healthy replica Sentinel reports (the safe default)."""
+"""``durable_replicas`` value meaning: every healthy replica (the safe setting; see ``RQSettings``)."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
 
 from redis_ha.client import HARedis
+from redis_ha.errors import describe_error
 from redis_ha.rq.connection import RQRedis
 from redis_ha.rq.orphans import OrphanSweeper
 
@@ -127,7 +128,7 @@ class HAScheduler(RQScheduler):
                 failing = False
             except redis.RedisError as exc:
                 if not failing:
-                    logger.warning("Scheduler lost Redis (%s); retrying.", _first_line(exc))
+                    logger.warning("Scheduler lost Redis (%s); retrying.", describe_error(exc))
                 failing = True
             time.sleep(self.interval)
         with contextlib.suppress(redis.RedisError):
@@ -256,7 +257,7 @@ class HAWorker(Worker):
         self._failures += 1
         if self._redis_lost_at is None:
             self._redis_lost_at = time.monotonic()
-            logger.warning("Worker %s lost Redis (%s); reconnecting through Sentinel.", self.name, _first_line(exc))
+            logger.warning("Worker %s lost Redis (%s); reconnecting through Sentinel.", self.name, describe_error(exc))
             if self.ha_metrics is not None:
                 self.ha_metrics.reconnects.inc()
         time.sleep(random.uniform(0.1, min(RECONNECT_PAUSE_MAX_S, 0.1 * 2**self._failures)))
@@ -313,7 +314,7 @@ class HAWorker(Worker):
         except redis.RedisError as exc:
             # The job runs on; the next heartbeat (or the orphan check) sorts out the record.
             logger.warning(
-                "Worker %s could not refresh heartbeats for job %s (%s).", self.name, job.id, _first_line(exc)
+                "Worker %s could not refresh heartbeats for job %s (%s).", self.name, job.id, describe_error(exc)
             )
 
     def prepare_job_execution(self, job: Any, remove_from_intermediate_queue: bool = False) -> None:
@@ -330,7 +331,7 @@ class HAWorker(Worker):
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() >= deadline:
                     raise
-                logger.debug("Completion of job %s not written yet (%s); retrying.", job.id, _first_line(exc))
+                logger.debug("Completion of job %s not written yet (%s); retrying.", job.id, describe_error(exc))
                 time.sleep(COMPLETION_RETRY_PAUSE_S)
 
     def main_work_horse(self, job: Any, queue: Any) -> None:
@@ -426,17 +427,12 @@ class HAWorker(Worker):
         try:
             self.register_death()
         except redis.RedisError as exc:
-            logger.warning("Worker %s could not record its stop in Redis (%s).", self.name, _first_line(exc))
+            logger.warning("Worker %s could not record its stop in Redis (%s).", self.name, describe_error(exc))
         with contextlib.suppress(redis.RedisError, AttributeError):
             self.unsubscribe()
 
     def teardown(self) -> None:
         self._ha_teardown()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def make_worker(queue_names: Sequence[str], connection: RQRedis, **kwargs: Any) -> HAWorker:
