@@ -125,3 +125,32 @@ def test_inventory_problems_are_all_reported_together() -> None:
     assert any("redis_ha_master_name is 'my master'" in p for p in problems)
     assert any("redis_app_password contains whitespace" in p for p in problems)
     assert any("redis_initial_primary" in p for p in problems)
+
+
+acl = load_plugin("acl")
+APP = {"name": "app", "password": "new-Pw-0123456789abcdef", "rules": "~* +@all"}
+NEW = acl.password_hash("new-Pw-0123456789abcdef")
+OLD = acl.password_hash("old-Pw-0123456789abcdef")
+
+
+def test_a_first_deploy_gives_each_user_its_one_password_hash() -> None:
+    assert acl.acl_lines([APP]) == [f"app reset on #{NEW} ~* +@all"]
+    assert acl.acl_lines([{"name": "default", "rules": "off resetpass -@all"}]) == ["default reset off resetpass -@all"]
+
+
+def test_a_rotated_password_keeps_the_old_hash_for_one_deploy_then_drops_it() -> None:
+    before = f"user app reset on #{OLD} ~* +@all\n"
+    during = acl.acl_lines([APP], before)
+    assert during == [f"app reset on #{NEW} #{OLD} ~* +@all"]
+    # The next deploy finds the new hash in place: only it stays.
+    assert acl.acl_lines([APP], "user " + during[0]) == [f"app reset on #{NEW} ~* +@all"]
+    # A password changed again before the old one was dropped keeps only the newest old hash.
+    third = {**APP, "password": "third-Pw-0123456789abcdef"}
+    assert acl.acl_lines([third], "user " + during[0]) == [
+        f"app reset on #{acl.password_hash('third-Pw-0123456789abcdef')} #{NEW} ~* +@all"
+    ]
+
+
+def test_channels_are_reset_before_the_allowed_patterns() -> None:
+    assert acl.acl_channels(["rq:*", "myapp:*"]) == "resetchannels &rq:* &myapp:*"
+    assert acl.acl_channels([]) == "resetchannels"

@@ -106,6 +106,9 @@ def test_acl_file_disables_default_user_and_stores_only_password_hashes(rendered
         assert password not in acl
     assert re.search(r" #[0-9a-f]{64} ", users["app"])
     assert "-@admin -@dangerous +info +role" in users["app"]
+    # The app's pub/sub is RQ's channels only: no &* that would let it forge Sentinel hello messages.
+    assert users["app"].endswith("resetchannels &rq:*")
+    assert "&*" not in users["app"] and "allchannels" not in users["app"]
     assert "resetchannels -@all +psync +replconf +ping" in users["replication"]
     assert "&__sentinel__:hello" in users["sentinel"]
     assert "+config|get" not in users["exporter"]
@@ -139,7 +142,15 @@ def test_sentinel_monitors_the_master_with_quorum_and_authenticates_both_ways(re
     assert "sentinel auth-user mymaster sentinel" in conf
     assert f'sentinel auth-pass mymaster "{GOOD_PASSWORDS["redis_sentinel_password"]}"' in conf
     assert f'requirepass "{GOOD_PASSWORDS["sentinel_password"]}"' in conf
-    assert f'sentinel sentinel-pass "{GOOD_PASSWORDS["sentinel_password"]}"' in conf
+    # Sentinels log into each other as the peer user, never with the admin (default user's) password.
+    assert "sentinel sentinel-user sentinel-peer" in conf
+    assert f'sentinel sentinel-pass "{GOOD_PASSWORDS["sentinel_peer_password"]}"' in conf
+    users = {line.split()[1]: line for line in conf if line.startswith("user ")}
+    assert sorted(users) == ["app", "sentinel-peer"]
+    assert "+publish" not in users["app"] and "+sentinel|set" not in users["app"]
+    assert "&__sentinel__:hello" in users["sentinel-peer"]
+    for password in GOOD_PASSWORDS.values():
+        assert f"{password}" not in " ".join(users.values())
     assert "sentinel announce-ip 10.1.0.11" in conf
     assert "sentinel down-after-milliseconds mymaster 5000" in conf
     assert "bind 10.1.0.11 127.0.0.1" in conf
@@ -161,8 +172,11 @@ def test_exporters_read_passwords_from_files_never_from_the_unit(rendered: dict[
         "redis://10.1.0.11:6379": GOOD_PASSWORDS["redis_exporter_password"],
         "redis://exporter@10.1.0.11:6379": GOOD_PASSWORDS["redis_exporter_password"],
     }
+    # The Sentinel exporter logs in as Sentinel's read-only app user, never as its admin.
+    assert "-redis.user=app" in rendered["exporter-sentinel.exporter.args"]
     assert yaml.safe_load(rendered["exporter-sentinel.exporter.password.json"]) == {
-        "redis://10.1.0.11:26379": GOOD_PASSWORDS["sentinel_password"]
+        "redis://10.1.0.11:26379": GOOD_PASSWORDS["sentinel_app_password"],
+        "redis://app@10.1.0.11:26379": GOOD_PASSWORDS["sentinel_app_password"],
     }
 
 
@@ -172,7 +186,9 @@ def test_env_file_holds_everything_an_app_needs(rendered: dict[str, str], render
     assert env["REDIS_MASTER_NAME"] == "'mymaster'"
     assert env["REDIS_USERNAME"] == "'app'"
     assert env["REDIS_PASSWORD"] == f"'{GOOD_PASSWORDS['redis_app_password']}'"
-    assert env["REDIS_SENTINEL_PASSWORD"] == f"'{GOOD_PASSWORDS['sentinel_password']}'"
+    assert env["REDIS_SENTINEL_USERNAME"] == "'app'"
+    assert env["REDIS_SENTINEL_PASSWORD"] == f"'{GOOD_PASSWORDS['sentinel_app_password']}'"
+    assert GOOD_PASSWORDS["sentinel_password"] not in rendered["redis-ha.env"]
     assert env["REDIS_DB"] == "'0'"
     assert "REDIS_TLS" not in env
     tls_env = dict(line.split("=", 1) for line in lines(rendered_tls["redis-ha.env"]))

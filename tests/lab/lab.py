@@ -145,6 +145,8 @@ SECRET_NAMES = (
     "redis_sentinel_password",
     "sentinel_password",
     "redis_exporter_password",
+    "sentinel_peer_password",
+    "sentinel_app_password",
 )
 SECRET_BYTES = 32
 """Entropy of each generated password in bytes (token_urlsafe gives 43 characters)."""

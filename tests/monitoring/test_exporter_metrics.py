@@ -73,7 +73,8 @@ def exporters(cluster_module: LoopbackCluster, tmp_path_factory: pytest.TempPath
     targets = [
         (master.addr[1], "exporter", exporter_password),
         (replica.addr[1], "exporter", exporter_password),
-        (cluster.sentinels[0].addr[1], "", cluster.sentinel_password),
+        # Sentinel's read-only app user, as the role's exporter logs in: its metrics need nothing more.
+        (cluster.sentinels[0].addr[1], cluster.sentinel_app_user, cluster.sentinel_app_password),
     ]
     logs = tmp_path_factory.mktemp("exporters")
     processes: list[tuple[subprocess.Popen[bytes], int]] = []

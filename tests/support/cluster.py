@@ -47,6 +47,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tests.support import role_acl
+
 __all__ = [
     "DEFAULT_DOWN_AFTER_MS",
     "DEFAULT_FAILOVER_TIMEOUT_MS",
@@ -118,20 +120,18 @@ DEFAULT_REDIS_CONFIG: Mapping[str, str] = {
 }
 """Redis directives for a test node; override any of them with ``redis_config=``."""
 
-# ACL rules, written as redis.conf ``user`` lines (passwords are appended per cluster).
-APP_ACL = "~* &* +@all -@dangerous +info +role +client|list"
-"""Everything an application or an RQ worker needs: all key/channel commands, INFO and ROLE (for
-health checks and Sentinel-aware clients), CLIENT LIST (RQ's fallback to find its own address);
-no FLUSHALL, CONFIG, DEBUG, SHUTDOWN, REPLICAOF, KEYS and the rest of @dangerous."""
-REPLICA_ACL = "+psync +replconf +ping"
-"""What a replica needs on its master (Redis Sentinel documentation, "Redis access control list
-authentication")."""
-SENTINEL_ACL = (
-    "allchannels +multi +slaveof +ping +exec +subscribe +config|rewrite +role +publish +info"
-    " +client|setname +client|kill +script|kill"
-)
-"""What Sentinel needs on every Redis node, as listed in the Sentinel documentation."""
+# ACL rules, written as ``user`` lines (passwords are appended per cluster): the roles' own.
+APP_ACL = role_acl.redis_app_rules()
+"""The app user's: keys and data commands, INFO and ROLE, RQ's pub/sub channels only."""
+REPLICA_ACL = role_acl.redis_replication_rules()
+"""What a replica needs on its master."""
+SENTINEL_ACL = role_acl.redis_sentinel_rules()
+"""What Sentinel needs on every Redis node."""
 ADMIN_ACL = "~* &* +@all"
+SENTINEL_PEER_ACL = role_acl.sentinel_peer_rules()
+"""What one Sentinel may do on another."""
+SENTINEL_APP_ACL = role_acl.sentinel_app_rules()
+"""What apps may do on a Sentinel: discover and subscribe, nothing that steers it."""
 
 
 class ClusterError(RuntimeError):
@@ -488,7 +488,13 @@ class LoopbackCluster:
         """ACL user the Sentinels log into Redis with (``sentinel auth-user``)."""
         self.sentinel_user_password = f"sentinel-user-secret-{token}"
         self.sentinel_password = f"sentinel-secret-{token}"
-        """Password clients and other Sentinels give to a Sentinel (its ``requirepass``)."""
+        """Password of a Sentinel's default user, its admin (``requirepass``): tests and drills only."""
+        self.sentinel_peer_user = "sentinel-peer"
+        self.sentinel_peer_password = f"sentinel-peer-secret-{token}"
+        """What the Sentinels log into each other with (``sentinel sentinel-user``/``sentinel-pass``)."""
+        self.sentinel_app_user = "app"
+        self.sentinel_app_password = f"sentinel-app-secret-{token}"
+        """The read-only Sentinel user apps get (``REDIS_SENTINEL_USERNAME``)."""
 
         self.dir: Path | None = None
         self.nodes: list[Node] = []
@@ -569,7 +575,8 @@ class LoopbackCluster:
             env |= {
                 "REDIS_USERNAME": self.app_user,
                 "REDIS_PASSWORD": self.app_password,
-                "REDIS_SENTINEL_PASSWORD": self.sentinel_password,
+                "REDIS_SENTINEL_USERNAME": self.sentinel_app_user,
+                "REDIS_SENTINEL_PASSWORD": self.sentinel_app_password,
             }
         return env
 
@@ -904,7 +911,10 @@ class LoopbackCluster:
         if self.auth:
             lines += [
                 f"requirepass {self.sentinel_password}",
-                f"sentinel sentinel-pass {self.sentinel_password}",
+                f"user {self.sentinel_peer_user} on >{self.sentinel_peer_password} {SENTINEL_PEER_ACL}",
+                f"user {self.sentinel_app_user} on >{self.sentinel_app_password} {SENTINEL_APP_ACL}",
+                f"sentinel sentinel-user {self.sentinel_peer_user}",
+                f"sentinel sentinel-pass {self.sentinel_peer_password}",
                 f"sentinel auth-user {name} {self.sentinel_user}",
                 f"sentinel auth-pass {name} {self.sentinel_user_password}",
             ]

@@ -6,10 +6,17 @@ verifier here); ``FLAVOR`` names the units, packages and paths of the flavor the
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import redis
+import redis_ha
 
 from tests.molecule.conftest import (
     APP_HOSTS,
@@ -19,11 +26,13 @@ from tests.molecule.conftest import (
     MASTER_NAME,
     REDIS_HOSTS,
     REDIS_PORT,
+    REPO,
     SENTINEL_PORT,
     Lab,
     assert_owned,
     wait_for,
 )
+from tests.support import privilege
 
 pytestmark = pytest.mark.lab
 
@@ -186,3 +195,150 @@ def test_app_env_file_is_readable_by_the_service_user_only(lab: Lab, name: str) 
     # Not `assert ... in f.content_string`: pytest would print the passwords on failure.
     names = [line.split("=", 1)[0] for line in f.content_string.splitlines() if "=" in line]
     assert {"REDIS_SENTINELS", "REDIS_MASTER_NAME", "REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD"} <= set(names)
+
+
+# Least privilege: what the app's credentials (the .env the deploy renders) can and cannot do.
+
+
+def app_env(lab: Lab) -> dict[str, str]:
+    """The app's connection settings as the deploy rendered them on the controller."""
+    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "deploy" / "redis-ha.env"
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {name: value.strip("'") for name, value in pairs}
+
+
+def app_client(lab: Lab, env: dict[str, str], name: str, *, sentinel: bool) -> redis.Redis:
+    """A plain RESP2 client with nothing but the app's credentials (the probes need RESP2)."""
+    prefix = "REDIS_SENTINEL_" if sentinel else "REDIS_"
+    return redis.Redis(
+        lab.ips[name],
+        SENTINEL_PORT if sentinel else REDIS_PORT,
+        username=env[f"{prefix}USERNAME"],
+        password=env[f"{prefix}PASSWORD"],
+        socket_timeout=3.0,
+        decode_responses=True,
+        protocol=2,
+        **lab.tls(),
+    )
+
+
+def test_the_app_env_holds_no_admin_password(lab: Lab) -> None:
+    env = app_env(lab)
+    for secret in ("redis_admin_password", "sentinel_password", "sentinel_peer_password", "redis_sentinel_password"):
+        # Not `assert secret not in ...`: pytest would print the password on failure.
+        assert lab.secret(secret) not in env.values(), f"the app's .env holds {secret}"
+    assert env["REDIS_SENTINEL_USERNAME"] == "app"
+
+
+@pytest.mark.parametrize("name", REDIS_HOSTS)
+def test_the_sentinel_exporter_holds_only_the_read_only_password(lab: Lab, name: str) -> None:
+    content = lab.host(name).file("/etc/redis-exporter/sentinel.password.json").content_string
+    found = [secret for secret in ("sentinel_password", "sentinel_app_password") if lab.secret(secret) in content]
+    assert found == ["sentinel_app_password"]
+
+
+def test_the_app_credentials_can_take_none_of_the_forbidden_actions(lab: Lab) -> None:
+    env = app_env(lab)
+    master, sentinel = master_of(lab), REDIS_HOSTS[0]
+    allowed = privilege.allowed_forbidden_actions(
+        lambda: app_client(lab, env, master, sentinel=False), lambda: app_client(lab, env, sentinel, sentinel=True)
+    )
+    assert allowed == [], "\n".join(allowed)
+    # And they can do their job: find the master, follow failovers, use RQ's channels.
+    with app_client(lab, env, sentinel, sentinel=True) as on_sentinel:
+        assert on_sentinel.sentinel_get_master_addr_by_name(MASTER_NAME)[0] == lab.ips[master]
+        pubsub = on_sentinel.pubsub()
+        pubsub.subscribe("+switch-master")
+        pubsub.close()
+    with app_client(lab, env, master, sentinel=False) as on_redis:
+        assert on_redis.publish("rq:pubsub:probe", "x") >= 0
+
+
+@pytest.mark.parametrize("name", REDIS_HOSTS)
+def test_sentinels_log_into_each_other_as_the_peer_user(lab: Lab, name: str) -> None:
+    def peers_use_the_peer_user() -> None:
+        with lab.sentinel_client(name) as sentinel:
+            links = [c for c in sentinel.client_list() if str(c.get("name", "")).startswith("sentinel-")]
+        assert len(links) == len(REDIS_HOSTS) - 1, links
+        assert {c["user"] for c in links} == {"sentinel-peer"}, links
+
+    wait_for(peers_use_the_peer_user)
+
+
+def test_a_deploy_puts_no_secret_on_a_command_line_or_in_its_output(lab: Lab, tmp_path: Path) -> None:
+    """A no-op deploy at -vvv, with every host's process list sampled while it runs."""
+    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    samplers = []
+    for name in (*REDIS_HOSTS, *APP_HOSTS):
+        out = (tmp_path / f"ps-{name}.txt").open("wb")
+        loop = "for i in $(seq 1500); do ps -eww -o args; sleep 0.2; done"  # 300 s at most
+        ssh = ["ssh", "-F", str(lab.state_dir / "ssh_config"), name, loop]
+        samplers.append((subprocess.Popen(ssh, stdout=out, stderr=subprocess.DEVNULL), out))
+    try:
+        deploy = subprocess.run(
+            [
+                shutil.which("ansible-playbook") or "ansible-playbook",
+                "-vvv",
+                "-i",
+                str(ephemeral / "inventory"),
+                str(REPO / "tests" / "molecule" / "shared" / "converge.yml"),
+            ],
+            env={**os.environ, "ANSIBLE_CONFIG": str(ephemeral / "ansible.cfg")},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    finally:
+        for process, out in samplers:
+            process.terminate()
+            process.wait(timeout=10)
+            out.close()
+    assert deploy.returncode == 0, deploy.stdout[-3000:]
+    processes = "".join(path.read_text(errors="replace") for path in tmp_path.glob("ps-*.txt"))
+    assert "AnsiballZ" in processes, "the sampler saw no Ansible module run: it proves nothing"
+    assert "redis-cli" in deploy.stdout
+    for secret in sorted(p.name for p in (lab.state_dir / "secrets").iterdir()):
+        value = lab.secret(secret)
+        # Named, never shown: a failure must not print the password it found.
+        assert value not in deploy.stdout + deploy.stderr, f"{secret} appears in the -vvv output"
+        assert value not in processes, f"{secret} appears in a process list on a host"
+
+
+def test_an_app_with_its_env_rides_through_a_sentinel_failover(lab: Lab) -> None:
+    """Last in this file: a failover changes the master the checks above looked at."""
+    env = {**app_env(lab), "REDIS_RETRY_DEADLINE": "30"}
+    client = redis_ha.connect(env=env)
+    old = master_of(lab)
+    stop = threading.Event()
+    errors: list[str] = []
+    writes = [0]
+
+    def write() -> None:
+        while not stop.is_set() and writes[0] < 20000:
+            try:
+                client.set(f"least-privilege:{writes[0] % 100}", writes[0])
+                writes[0] += 1
+            except redis.RedisError as error:
+                errors.append(str(error))
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(1)
+        with lab.sentinel_client(REDIS_HOSTS[0]) as sentinel:
+            assert sentinel.execute_command("SENTINEL", "FAILOVER", MASTER_NAME) in ("OK", b"OK", True)
+        wait_for(lambda: assert_other_master(lab, old))
+        time.sleep(2)
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+        client.close()
+    print(f"least-privilege failover: writes={writes[0]} errors={len(errors)} old={old} new={master_of(lab)}")
+    assert errors == []
+    assert writes[0] > 100
+
+
+def assert_other_master(lab: Lab, old: str) -> None:
+    assert master_of(lab) != old
