@@ -33,6 +33,8 @@ GOOD_PASSWORDS = {
     "redis_sentinel_password": "sentinel-user-Pw-0123456789",
     "redis_exporter_password": "exporter-Pw-0123456789abc",
     "sentinel_password": "sentinel-Pw-0123456789abcdef",
+    "sentinel_peer_password": "sentinel-peer-Pw-0123456789",
+    "sentinel_app_password": "sentinel-app-Pw-0123456789",
 }
 
 

@@ -57,7 +57,7 @@ CASES: dict[str, tuple[dict[str, Any] | None, dict[str, Any], str]] = {
     "placeholder_password": (
         None,
         {"redis_app_password": "CHANGE_ME"},
-        "redis_app_password still holds the placeholder 'CHANGE_ME'",
+        "redis_app_password still holds a placeholder: set redis_app_password in group_vars/all",
     ),
     "empty_password": (None, {"sentinel_password": ""}, "sentinel_password is missing or empty"),
     "short_password": (
@@ -69,6 +69,17 @@ CASES: dict[str, tuple[dict[str, Any] | None, dict[str, Any], str]] = {
         None,
         {"redis_app_password": GOOD_PASSWORDS["redis_admin_password"]},
         "redis_app_password is the same as redis_admin_password",
+    ),
+    "weak_password": (
+        None,
+        {"redis_replication_password": "a" * 20},
+        "redis_replication_password is weak: it repeats a few characters or uses only one kind",
+    ),
+    "new_sentinel_peer_password_missing": (
+        None,
+        {"sentinel_peer_password": ""},
+        "sentinel_peer_password is missing or empty: it is new in this version (the user the Sentinels use "
+        "among themselves); generate one with `openssl rand -base64 32 | tr -d '/+='`",
     ),
     "duplicate_address": (with_duplicate_address(), {}, "Hosts node2 and node3 share the address 10.1.0.12"),
     "unknown_flavor": (None, {"redis_ha_flavor": "keydb"}, "redis_ha_flavor is 'keydb'; choose one of: redis, valkey"),
@@ -106,6 +117,16 @@ def test_preflight_reports_every_problem_in_one_message(tmp_path: Path) -> None:
         "redis_ha_flavor is 'keydb'",
     ):
         assert message in output
+
+
+def test_a_placeholder_or_weak_password_never_appears_in_the_output(tmp_path: Path) -> None:
+    weak = "1" * 20
+    ok, output = preflight(tmp_path, redis_app_password="CHANGE_ME", redis_exporter_password=weak)
+    assert not ok
+    assert "redis_app_password still holds a placeholder" in output
+    assert "redis_exporter_password is weak" in output
+    assert "CHANGE_ME" not in output
+    assert weak not in output
 
 
 def test_staging_without_its_vault_file_asks_for_the_secrets() -> None:

@@ -18,9 +18,21 @@ PASSWORD_NAMES = (
     "redis_sentinel_password",
     "redis_exporter_password",
     "sentinel_password",
+    "sentinel_peer_password",
+    "sentinel_app_password",
 )
+# Passwords added in this version: an inventory written for the previous one lacks them.
+NEW_PASSWORDS = {
+    "sentinel_peer_password": "the user the Sentinels use among themselves",
+    "sentinel_app_password": "the read-only Sentinel user of the apps and the Sentinel exporter",
+}
 MIN_PASSWORD_LENGTH = 16
-PLACEHOLDERS = {"change_me", "changeme", "change-me", "password", "secret", "redis", "todo", "xxx"}
+# A password needs this many different characters, from at least two classes (letters, digits...).
+MIN_DISTINCT_CHARACTERS = 6
+GENERATE = "openssl rand -base64 32 | tr -d '/+='"
+# Values that mean "nobody chose a password yet": the whole value, or any part matching _PLACEHOLDER_MARKERS.
+PLACEHOLDERS = {"password", "secret", "redis", "valkey", "admin", "todo", "xxx", "example", "default", "test"}
+_PLACEHOLDER_MARKERS = re.compile(r"change[_-]?me|replace[_-]?me|fix[_-]?me|placeholder|your[_-]?password", re.I)
 FLAVORS = ("redis", "valkey")
 _UNSAFE = re.compile(r"[\s\"'\\]")
 _MASTER_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -34,24 +46,42 @@ def _is_ip(value: str) -> bool:
     return True
 
 
+def _weak(value: str) -> bool:
+    """Only one class of character (lowercase, uppercase, digits, others), or a few characters repeated."""
+    classes = {
+        "lower" if c.islower() else "upper" if c.isupper() else "digit" if c.isdigit() else "other" for c in value
+    }
+    return len(classes) < 2 or len(set(value)) < MIN_DISTINCT_CHARACTERS
+
+
 def _password_problems(passwords: dict[str, Any]) -> list[str]:
     problems = []
     for name in PASSWORD_NAMES:
         value = "" if passwords.get(name) is None else str(passwords.get(name))
         where = f"set {name} in group_vars/all (staging/production: vault_{name} in vault.yml)"
-        if not value:
+        # Never quote the value: the message ends up in logs and CI output.
+        if not value and name in NEW_PASSWORDS:
+            problems.append(
+                f"{name} is missing or empty: it is new in this version ({NEW_PASSWORDS[name]}); "
+                f"generate one with `{GENERATE}` and {where}."
+            )
+        elif not value:
             problems.append(f"{name} is missing or empty: {where}.")
-        elif value.lower() in PLACEHOLDERS or "change_me" in value.lower() or "changeme" in value.lower():
-            problems.append(f"{name} still holds the placeholder '{value}': {where} with a generated secret.")
+        elif value.lower() in PLACEHOLDERS or _PLACEHOLDER_MARKERS.search(value):
+            problems.append(f"{name} still holds a placeholder: {where} with a generated secret (`{GENERATE}`).")
         elif len(value) < MIN_PASSWORD_LENGTH:
             problems.append(
-                f"{name} is {len(value)} characters long; use at least {MIN_PASSWORD_LENGTH} "
-                "(e.g. openssl rand -base64 32 | tr -d '/+=')."
+                f"{name} is {len(value)} characters long; use at least {MIN_PASSWORD_LENGTH} (e.g. `{GENERATE}`)."
             )
         elif _UNSAFE.search(value):
             problems.append(
                 f"{name} contains whitespace, a quote or a backslash, which config files cannot "
                 "hold safely; use letters, digits and punctuation only."
+            )
+        elif _weak(value):
+            problems.append(
+                f"{name} is weak: it repeats a few characters or uses only one kind (only lowercase, only "
+                f"digits...); {where} with a generated secret (`{GENERATE}`)."
             )
     values = [str(passwords.get(n) or "") for n in PASSWORD_NAMES]
     for index, name in enumerate(PASSWORD_NAMES):
