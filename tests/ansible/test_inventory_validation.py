@@ -171,6 +171,13 @@ CASES: dict[str, tuple[dict[str, Any] | None, dict[str, Any], str]] = {
         {"redis_ha_app_db": 16},
         "redis_ha_app_db is 16 but redis_databases is 16 on node1, node2, node3: databases are numbered 0 to 15",
     ),
+    "extra_config_turns_protected_mode_off": (
+        None,
+        # YAML's bare `no` is a boolean: the check must read it as Redis would.
+        {"redis_extra_config": {"protected-mode": False}},
+        "redis_extra_config sets 'protected-mode no' on node1, node2, node3, which turns protected mode off: "
+        "remove it, or set redis_extra_config_allow_unsafe: true",
+    ),
 }
 
 
@@ -263,6 +270,15 @@ def test_an_evicting_policy_passes_with_redis_allow_eviction(tmp_path: Path) -> 
     assert ok, output
 
 
+def test_unsafe_extra_config_passes_with_the_explicit_override(tmp_path: Path) -> None:
+    ok, output = preflight(
+        tmp_path,
+        redis_extra_config={"enable-debug-command": "local", "rename-command FLUSHALL": '""'},
+        redis_extra_config_allow_unsafe=True,
+    )
+    assert ok, output
+
+
 def test_the_defaults_the_preflight_assumes_are_the_roles_defaults() -> None:
     """validate_inventory.yml cannot read the other roles' defaults: it repeats them, and must keep them in step."""
     task = yaml.safe_load(VALIDATE.read_text())[0]
@@ -295,6 +311,8 @@ HOST_DEFAULTS: dict[str, Any] = {
     "redis_maxmemory_policy": "noeviction",
     "redis_allow_eviction": False,
     "redis_min_replicas_to_write": 1,
+    "redis_extra_config": {},
+    "redis_extra_config_allow_unsafe": False,
     "sentinel_down_after_milliseconds": 5000,
     "sentinel_failover_timeout": 60000,
     "sentinel_parallel_syncs": 1,
@@ -422,6 +440,50 @@ UNIT_CASES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "app_db_not_a_number": ({"app_db": "jobs"}, "redis_ha_app_db is 'jobs' but redis_databases is 16"),
     "no_databases": ({"node2": {"redis_databases": 0}}, "redis_databases is 0 on node2: set it to a whole number"),
+    # Extra config.
+    "debug_command": (
+        {"everywhere": {"redis_extra_config": {"enable-debug-command": "local"}}},
+        "redis_extra_config sets 'enable-debug-command local' on node1, node2, node3, which lets clients run DEBUG",
+    ),
+    "protected_configs": (
+        {"node2": {"redis_extra_config": {"enable-protected-configs": True}}},
+        "redis_extra_config sets 'enable-protected-configs yes' on node2",
+    ),
+    "module_command": (
+        {"node2": {"redis_extra_config": {"enable-module-command": "yes"}}},
+        "redis_extra_config sets 'enable-module-command yes' on node2, which lets clients load modules",
+    ),
+    "rename_command": (
+        {"node2": {"redis_extra_config": {"rename-command": "CONFIG b840fc02d524045429941cc15f59e41cb7be6c52"}}},
+        "redis_extra_config sets 'rename-command' on node2, which renames a command Sentinel and the kit call",
+    ),
+    "rename_command_in_the_key": (
+        {"node2": {"redis_extra_config": {"rename-command REPLICAOF": '""'}}},
+        "redis_extra_config sets 'rename-command' on node2",
+    ),
+    "requirepass": (
+        {"node2": {"redis_extra_config": {"requirepass": "hunter2-hunter2-hunter2"}}},
+        "redis_extra_config sets 'requirepass' on node2, which is set by the kit (ACL file and the "
+        "redis_*_password variables)",
+    ),
+    "aclfile": ({"node2": {"redis_extra_config": {"aclfile": "/tmp/acl"}}}, "sets 'aclfile' on node2"),
+    "masterauth": ({"node2": {"redis_extra_config": {"masterauth": "x"}}}, "sets 'masterauth' on node2"),
+    "masteruser": ({"node2": {"redis_extra_config": {"MasterUser": "x"}}}, "sets 'masteruser' on node2"),
+    "user": ({"node2": {"redis_extra_config": {"user": "bob on >pw ~* +@all"}}}, "sets 'user' on node2"),
+    "bind": (
+        {"node2": {"redis_extra_config": {"bind": ANY_IPV4}}},
+        "sets 'bind' on node2, which is set by the kit: use redis_ha_address and redis_bind_extra_addresses",
+    ),
+    "port": ({"node2": {"redis_extra_config": {"port": 6380}}}, "sets 'port' on node2, which is set by the kit: use"),
+    "tls_port": ({"node2": {"redis_extra_config": {"tls-port": 6380}}}, "sets 'tls-port' on node2"),
+    "directive_with_a_line_break": (
+        {"node2": {"redis_extra_config": {"maxclients": "100\nprotected-mode no"}}},
+        "redis_extra_config's 'maxclients' holds a line break on node2: write one directive per key.",
+    ),
+    "extra_config_not_a_dict": (
+        {"node2": {"redis_extra_config": ["protected-mode no"]}},
+        "redis_extra_config is ['protected-mode no'] on node2: make it a dict",
+    ),
     # Group sizes.
     "no_redis_node": ({"redis_hosts": []}, "Group 'redis' is empty: list the Redis nodes"),
     # Passwords.
@@ -498,6 +560,13 @@ def test_a_sentinel_only_host_may_reuse_the_redis_port() -> None:
     assert found == []
 
 
+def test_safe_extra_config_and_the_override_pass() -> None:
+    safe = {"protected-mode": "yes", "enable-debug-command": "no", "lazyfree-lazy-eviction": "yes"}
+    assert problems(everywhere={"redis_extra_config": safe}) == []
+    unsafe = {"protected-mode": "no", "rename-command CONFIG": '""', "bind": ANY_IPV4}
+    assert problems(everywhere={"redis_extra_config": unsafe, "redis_extra_config_allow_unsafe": "yes"}) == []
+
+
 def test_eviction_with_its_override_and_tls_with_every_file_pass() -> None:
     assert problems(everywhere={"redis_maxmemory_policy": "allkeys-lru", "redis_allow_eviction": True}) == []
     tls = {host: {**HOST_DEFAULTS, "redis_ha_tls": True} for host in HOSTS}
@@ -511,7 +580,7 @@ def test_eviction_with_its_override_and_tls_with_every_file_pass() -> None:
 
 def test_per_host_problems_are_all_reported_together() -> None:
     found = problems(
-        node2={"redis_ha_redis_port": 26379, "redis_maxmemory_mb": "2g", "redis_bind_extra_addresses": ["::1"]},
+        node2={"redis_ha_redis_port": 26379, "redis_maxmemory_mb": "2g", "redis_extra_config": {"port": 1}},
         everywhere={"sentinel_parallel_syncs": 0},
         app_db=99,
         redis_hosts=["node1", "node2"],

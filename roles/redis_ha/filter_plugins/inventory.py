@@ -56,7 +56,32 @@ SENTINEL_MINIMUMS = {
     "sentinel_failover_timeout": (1, "of milliseconds above 0 (default 60000)"),
     "sentinel_parallel_syncs": (1, "of at least 1 (default 1)"),
 }
+ALLOW_UNSAFE = "redis_extra_config_allow_unsafe"
 _UNSET = object()
+# redis_extra_config directives refused unless redis_extra_config_allow_unsafe: true, with why.
+# Where safe values are given, only other values are refused (protected-mode yes is fine).
+_KIT_AUTH = "is set by the kit (ACL file and the redis_*_password variables)"
+_UNSAFE_DIRECTIVES: dict[str, tuple[tuple[str, ...], str]] = {
+    "protected-mode": (("yes",), "turns protected mode off"),
+    "enable-debug-command": (("no",), "lets clients run DEBUG"),
+    "enable-protected-configs": (("no",), "lets clients change protected settings such as dir"),
+    "enable-module-command": (("no",), "lets clients load modules (code) into Redis"),
+    "rename-command": ((), "renames a command Sentinel and the kit call by name (CONFIG, REPLICAOF, ACL...)"),
+    "aclfile": ((), _KIT_AUTH),
+    "requirepass": ((), _KIT_AUTH),
+    "masterauth": ((), _KIT_AUTH),
+    "masteruser": ((), _KIT_AUTH),
+    "primaryauth": ((), _KIT_AUTH),
+    "primaryuser": ((), _KIT_AUTH),
+    "user": ((), _KIT_AUTH),
+    "replicaof": ((), "is set by the kit and then by Sentinel"),
+    "slaveof": ((), "is set by the kit and then by Sentinel"),
+    "bind": ((), "is set by the kit: use redis_ha_address and redis_bind_extra_addresses"),
+    "port": ((), "is set by the kit: use redis_ha_redis_port"),
+    "tls-port": ((), "is set by the kit: use redis_ha_redis_port with redis_ha_tls: true"),
+}
+# Directives whose value is a secret and never shown.
+_SECRET_DIRECTIVES = {"requirepass", "masterauth", "primaryauth", "user"}
 
 
 def _is_ip(value: str) -> bool:
@@ -89,6 +114,13 @@ def _true(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"true", "yes", "on", "1", "y", "t"}
     return value is True or (isinstance(value, int) and value == 1)
+
+
+def _directive_value(value: Any) -> str:
+    """A redis_extra_config value as it lands in redis.conf (YAML's no/yes arrive as booleans)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value).strip().strip("\"'").lower()
 
 
 def _weak(value: str) -> bool:
@@ -221,6 +253,32 @@ def _bind_problems(extra: Any) -> list[str]:
     return problems
 
 
+def _extra_config_problems(extra: Any, allow_unsafe: bool) -> list[str]:
+    if not isinstance(extra, Mapping):
+        return [f"redis_extra_config is {_show(extra)} on {{hosts}}: make it a dict of redis.conf directive: value."]
+    problems = []
+    for key, raw in extra.items():
+        if "\n" in str(key) or "\n" in str(raw):
+            problems.append(
+                f"redis_extra_config's '{str(key).splitlines()[0] if str(key) else key}' holds a line break on "
+                "{hosts}: write one directive per key."
+            )
+            continue
+        name = str(key).split()[0].lower() if str(key).split() else ""
+        if name not in _UNSAFE_DIRECTIVES or allow_unsafe:
+            continue
+        safe_values, why = _UNSAFE_DIRECTIVES[name]
+        value = _directive_value(raw)
+        if safe_values and value in safe_values:
+            continue
+        shown = name if name in _SECRET_DIRECTIVES or not safe_values else f"{name} {value}"
+        problems.append(
+            f"redis_extra_config sets '{shown}' on {{hosts}}, which {why}: remove it, or set "
+            f"{ALLOW_UNSAFE}: true if you accept that."
+        )
+    return problems
+
+
 def _redis_problems(settings: Mapping[str, Any], replicas: int, app_db: Any) -> list[str]:
     problems = []
     if "redis_maxmemory_mb" in settings:
@@ -262,6 +320,7 @@ def _redis_problems(settings: Mapping[str, Any], replicas: int, app_db: Any) -> 
                 f"numbered 0 to {databases - 1}; choose one of them (or raise redis_databases)."
             )
     problems.extend(_bind_problems(settings.get("redis_bind_extra_addresses", [])))
+    problems.extend(_extra_config_problems(settings.get("redis_extra_config", {}), _true(settings.get(ALLOW_UNSAFE))))
     return problems
 
 
