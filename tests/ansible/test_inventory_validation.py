@@ -472,9 +472,12 @@ UNIT_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "user": ({"node2": {"redis_extra_config": {"user": "bob on >pw ~* +@all"}}}, "sets 'user' on node2"),
     "bind": (
         {"node2": {"redis_extra_config": {"bind": ANY_IPV4}}},
-        "sets 'bind' on node2, which is set by the kit: use redis_ha_address and redis_bind_extra_addresses",
+        "sets 'bind' on node2, which is set by the kit (use redis_ha_address and redis_bind_extra_addresses)",
     ),
-    "port": ({"node2": {"redis_extra_config": {"port": 6380}}}, "sets 'port' on node2, which is set by the kit: use"),
+    "port": (
+        {"node2": {"redis_extra_config": {"port": 6380}}},
+        "sets 'port' on node2, which is set by the kit (use redis_ha_redis_port)",
+    ),
     "tls_port": ({"node2": {"redis_extra_config": {"tls-port": 6380}}}, "sets 'tls-port' on node2"),
     "directive_with_a_line_break": (
         {"node2": {"redis_extra_config": {"maxclients": "100\nprotected-mode no"}}},

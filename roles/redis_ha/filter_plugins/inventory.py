@@ -76,9 +76,9 @@ _UNSAFE_DIRECTIVES: dict[str, tuple[tuple[str, ...], str]] = {
     "user": ((), _KIT_AUTH),
     "replicaof": ((), "is set by the kit and then by Sentinel"),
     "slaveof": ((), "is set by the kit and then by Sentinel"),
-    "bind": ((), "is set by the kit: use redis_ha_address and redis_bind_extra_addresses"),
-    "port": ((), "is set by the kit: use redis_ha_redis_port"),
-    "tls-port": ((), "is set by the kit: use redis_ha_redis_port with redis_ha_tls: true"),
+    "bind": ((), "is set by the kit (use redis_ha_address and redis_bind_extra_addresses)"),
+    "port": ((), "is set by the kit (use redis_ha_redis_port)"),
+    "tls-port": ((), "is set by the kit (use redis_ha_redis_port with redis_ha_tls: true)"),
 }
 # Directives whose value is a secret and never shown.
 _SECRET_DIRECTIVES = {"requirepass", "masterauth", "primaryauth", "user"}
