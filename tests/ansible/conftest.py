@@ -107,11 +107,19 @@ def render_templates(playbook: Path, inventory: Path, variables: dict[str, Any],
     return texts
 
 
-def write_inventory(directory: Path, hosts: dict[str, Any], group_vars: dict[str, Any]) -> Path:
-    """Write an inventory directory (hosts.yml + group_vars/all.yml) and return its path."""
+def write_inventory(
+    directory: Path,
+    hosts: dict[str, Any],
+    group_vars: dict[str, Any],
+    host_vars: dict[str, dict[str, Any]] | None = None,
+) -> Path:
+    """Write an inventory directory (hosts.yml, group_vars/all.yml, host_vars/<host>.yml) and return its path."""
     (directory / "group_vars").mkdir(parents=True, exist_ok=True)
     (directory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": hosts}}))
     (directory / "group_vars" / "all.yml").write_text(yaml.safe_dump(group_vars))
+    for host, variables in (host_vars or {}).items():
+        (directory / "host_vars").mkdir(exist_ok=True)
+        (directory / "host_vars" / f"{host}.yml").write_text(yaml.safe_dump(variables))
     return directory
 
 
