@@ -382,7 +382,10 @@ def load_settings(
 
 
 def _check(s: Settings, errors: _Collector) -> None:
-    """Cross-field checks that only make sense on the merged result."""
+    """Cross-field checks that only make sense on the merged result.
+
+    A user name without a password is fine: a Redis user with ``nopass`` (redis-py then sends
+    ``AUTH user ""``, which such a user accepts)."""
     if not s.sentinels and s.node is None:
         errors.add(
             "no Redis location configured; set REDIS_SENTINELS=host:port,host:port,... "
@@ -392,13 +395,6 @@ def _check(s: Settings, errors: _Collector) -> None:
         errors.add("both sentinels and a single node are configured; use one of them")
     if not s.master_name.strip():
         errors.add("REDIS_MASTER_NAME is empty; expected the name Sentinel monitors, e.g. mymaster")
-    if s.username and s.password is None:
-        errors.add(f"REDIS_USERNAME is '{s.username}' but no REDIS_PASSWORD or REDIS_PASSWORD_FILE is set")
-    if s.sentinel_username and s.sentinel_password is None:
-        errors.add(
-            f"REDIS_SENTINEL_USERNAME is '{s.sentinel_username}' but no "
-            "REDIS_SENTINEL_PASSWORD or REDIS_SENTINEL_PASSWORD_FILE is set"
-        )
     if s.db < 0:
         errors.add(f"REDIS_DB is {s.db}; expected a database number of 0 or more")
     for var, value in (

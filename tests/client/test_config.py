@@ -13,6 +13,8 @@ from redis_ha.config import Secret, load_settings
 from redis_ha.pool import HAConnectionPool
 from redis_ha.sentinel import probe_client
 
+from tests.support.cluster import LoopbackCluster
+
 
 def test_sentinels_and_credentials_come_from_the_environment() -> None:
     s = load_settings(
@@ -56,7 +58,6 @@ def test_every_problem_is_reported_at_once() -> None:
                 "REDIS_DB": "one",
                 "REDIS_TLS": "maybe",
                 "REDIS_RETRY_DEADLINE": "-3",
-                "REDIS_USERNAME": "app",
             }
         )
     problems = info.value.problems
@@ -67,8 +68,7 @@ def test_every_problem_is_reported_at_once() -> None:
     assert "REDIS_DB is 'one'; expected a whole number" in text
     assert "REDIS_TLS is 'maybe'" in text
     assert "REDIS_RETRY_DEADLINE is '-3'" in text
-    assert "REDIS_USERNAME is 'app' but no REDIS_PASSWORD" in text
-    assert len(problems) == 7
+    assert len(problems) == 6
 
 
 def test_password_and_password_file_together_are_ambiguous(tmp_path: Path) -> None:
@@ -172,3 +172,54 @@ def test_tls_settings_build_tls_connections_for_the_pool_and_the_probes(tmp_path
     probe = probe_client(s, ("10.0.0.1", 26379), sentinel=True)
     assert issubclass(probe.connection_pool.connection_class, SSLConnection)
     assert probe.connection_pool.connection_kwargs["ssl_ca_certs"] == str(tmp_path / "ca.crt")
+
+
+# A user with nopass.
+
+
+def test_a_user_name_alone_is_accepted_for_a_user_with_nopass() -> None:
+    s = load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_USERNAME": "worker", "REDIS_SENTINEL_USERNAME": "watch"})
+    assert (s.username, s.password, s.sentinel_username, s.sentinel_password) == ("worker", None, "watch", None)
+    assert "user 'worker' without password" in s.describe()
+    assert load_settings("redis://worker@h:6379/0", env={}).username == "worker"
+
+
+def test_a_nopass_user_reaches_the_master_and_the_sentinels_with_its_name_alone(
+    cluster_module: LoopbackCluster,
+) -> None:
+    """redis-py sends ``AUTH worker ""`` (or ``HELLO 3 AUTH worker ""``), which a nopass user accepts."""
+    cluster = cluster_module
+    admins = [cluster.redis_client(node) for node in cluster.nodes]
+    sentinels = [cluster.sentinel_client(i) for i in range(len(cluster.sentinels))]
+    client = None
+    try:
+        for admin in admins:
+            admin.execute_command("ACL", "SETUSER", "worker", "on", "nopass", *APP_ACL_RULES)
+        for sentinel in sentinels:
+            sentinel.execute_command("ACL", "SETUSER", "watch", "on", "nopass", "+@all")
+        client = redis_ha.connect(
+            env={
+                "REDIS_SENTINELS": ",".join(f"{host}:{port}" for host, port in cluster.sentinel_addrs),
+                "REDIS_MASTER_NAME": cluster.master_name,
+                "REDIS_USERNAME": "worker",
+                "REDIS_SENTINEL_USERNAME": "watch",
+                "REDIS_RETRY_DEADLINE": "5",
+            }
+        )
+        client.set("nopass:key", "written")
+        assert client.get("nopass:key") == b"written"
+        assert client.acl_whoami() == "worker"
+        client.delete("nopass:key")
+    finally:
+        if client is not None:
+            client.close()
+        for admin in admins:
+            admin.execute_command("ACL", "DELUSER", "worker")
+            admin.close()
+        for sentinel in sentinels:
+            sentinel.execute_command("ACL", "DELUSER", "watch")
+            sentinel.close()
+
+
+APP_ACL_RULES = ["~*", "&*", "+@all", "-@dangerous", "+info", "+role", "+client|list"]
+"""The loopback cluster's application ACL (tests.support.cluster.APP_ACL), for the nopass user."""
