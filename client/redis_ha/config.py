@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -132,8 +133,36 @@ class _Collector:
     def __init__(self) -> None:
         self.problems: list[str] = []
 
-    def add(self, problem: str) -> None:
-        self.problems.append(problem)
+    def add(self, problem: str | None) -> None:
+        if problem is not None:
+            self.problems.append(problem)
+
+
+# Environment variables.
+
+# Environment variable -> (Settings field, kind). Kinds: str, int, seconds, seconds0 (0 allowed),
+# bool, file. Passwords (NAME or NAME_FILE) and the location (REDIS_SENTINELS, REDIS_URL) are
+# read on their own.
+_ENV_FIELDS: dict[str, tuple[str, str]] = {
+    "REDIS_MASTER_NAME": ("master_name", "str"),
+    "REDIS_USERNAME": ("username", "str"),
+    "REDIS_SENTINEL_USERNAME": ("sentinel_username", "str"),
+    "REDIS_DB": ("db", "int"),
+    "REDIS_TLS": ("tls", "bool"),
+    "REDIS_TLS_CA_FILE": ("tls_ca_file", "file"),
+    "REDIS_TLS_CERT_FILE": ("tls_cert_file", "file"),
+    "REDIS_TLS_KEY_FILE": ("tls_key_file", "file"),
+    "REDIS_RETRY_DEADLINE": ("retry_deadline_s", "seconds"),
+    "REDIS_CONNECT_TIMEOUT": ("connect_timeout_s", "seconds"),
+    "REDIS_SOCKET_TIMEOUT": ("socket_timeout_s", "seconds"),
+    "REDIS_SENTINEL_TIMEOUT": ("sentinel_timeout_s", "seconds"),
+    "REDIS_HEALTH_CHECK_INTERVAL": ("health_check_interval_s", "seconds0"),  # 0 = no health checks
+    "REDIS_CLIENT_NAME": ("client_name", "str"),
+}
+_SECRET_VARS = ("REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD")
+
+
+# Values.
 
 
 def parse_address(text: str, source: str, default_port: int | None, errors: _Collector) -> Address | None:
@@ -193,17 +222,43 @@ def _parse_bool(text: str, source: str, errors: _Collector) -> bool | None:
     return None
 
 
-def _parse_number(text: str, source: str, errors: _Collector, *, integer: bool, minimum: float) -> Any:
+def _parse_whole(text: str, source: str, errors: _Collector, *, minimum: int) -> int | None:
     try:
-        value: float = int(text) if integer else float(text)
+        value: int | None = int(text)
     except ValueError:
-        kind = "a whole number" if integer else "a number of seconds"
-        errors.add(f"{source} is '{text}'; expected {kind}")
-        return None
-    if value < minimum:
-        errors.add(f"{source} is '{text}'; expected a value of at least {minimum:g}")
+        value = None
+    if value is None or value < minimum:
+        errors.add(f"{source} is '{text}'; expected a whole number of at least {minimum}")
         return None
     return value
+
+
+def seconds_problem(source: str, value: object, *, zero_allowed: bool = False) -> str | None:
+    """Why ``value`` (text from the environment, or a number) is not a usable number of seconds.
+
+    ``None`` when it is one. Refuses inf, nan and overflowing numbers such as 1e999 in any
+    spelling: a deadline of nan or inf would retry forever. Pure.
+    """
+    least = "0 or more" if zero_allowed else "greater than 0"
+    expected = f"expected a finite number of seconds, {least}, e.g. 30 or 0.5"
+    shown = value.strip() if isinstance(value, str) else value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return f"{source} is {type(value).__name__} {value!r}; {expected}"
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return f"{source} is '{shown}'; {expected}"
+    if not math.isfinite(number):
+        return f"{source} is '{shown}', which is not finite (inf and nan are refused); {expected}"
+    if number < 0 or (number == 0 and not zero_allowed):
+        return f"{source} is '{shown}'; {expected}"
+    return None
+
+
+def _parse_seconds(value: object, source: str, errors: _Collector, *, zero_allowed: bool) -> float | None:
+    problem = seconds_problem(source, value, zero_allowed=zero_allowed)
+    errors.add(problem)
+    return None if problem else float(value)  # type: ignore[arg-type]  # checked just above
 
 
 def _read_secret_file(path_text: str, source: str, errors: _Collector) -> Secret | None:
@@ -240,25 +295,6 @@ def _secret(env: Mapping[str, str], name: str, errors: _Collector) -> Secret | N
     return Secret(direct) if direct else None
 
 
-# Environment variable -> (Settings field, kind). Kinds: str, int, float, bool, file.
-_ENV_FIELDS: dict[str, tuple[str, str]] = {
-    "REDIS_MASTER_NAME": ("master_name", "str"),
-    "REDIS_USERNAME": ("username", "str"),
-    "REDIS_SENTINEL_USERNAME": ("sentinel_username", "str"),
-    "REDIS_DB": ("db", "int"),
-    "REDIS_TLS": ("tls", "bool"),
-    "REDIS_TLS_CA_FILE": ("tls_ca_file", "file"),
-    "REDIS_TLS_CERT_FILE": ("tls_cert_file", "file"),
-    "REDIS_TLS_KEY_FILE": ("tls_key_file", "file"),
-    "REDIS_RETRY_DEADLINE": ("retry_deadline_s", "float"),
-    "REDIS_CONNECT_TIMEOUT": ("connect_timeout_s", "float"),
-    "REDIS_SOCKET_TIMEOUT": ("socket_timeout_s", "float"),
-    "REDIS_SENTINEL_TIMEOUT": ("sentinel_timeout_s", "float"),
-    "REDIS_HEALTH_CHECK_INTERVAL": ("health_check_interval_s", "float"),
-    "REDIS_CLIENT_NAME": ("client_name", "str"),
-}
-
-
 def _from_env(env: Mapping[str, str], errors: _Collector) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if env.get("REDIS_SENTINELS", "").strip():
@@ -271,11 +307,13 @@ def _from_env(env: Mapping[str, str], errors: _Collector) -> dict[str, Any]:
             continue
         if kind == "bool":
             values[name] = _parse_bool(raw, var, errors)
-        elif kind in ("int", "float"):
-            values[name] = _parse_number(raw, var, errors, integer=kind == "int", minimum=0)
+        elif kind == "int":
+            values[name] = _parse_whole(raw, var, errors, minimum=0)
+        elif kind in ("seconds", "seconds0"):
+            values[name] = _parse_seconds(raw, var, errors, zero_allowed=kind == "seconds0")
         else:
             values[name] = raw
-    for var, name in (("REDIS_PASSWORD", "password"), ("REDIS_SENTINEL_PASSWORD", "sentinel_password")):
+    for var, name in zip(_SECRET_VARS, ("password", "sentinel_password"), strict=True):
         secret = _secret(env, var, errors)
         if secret is not None:
             values[name] = secret
@@ -328,7 +366,7 @@ def _from_url(url: str, source: str, errors: _Collector) -> dict[str, Any]:
     if len(db_segments) > 1:
         errors.add(f"{source} '{shown}' has extra path segments; {expected}")
     elif db_segments:
-        values["db"] = _parse_number(db_segments[0], f"{source} database", errors, integer=True, minimum=0)
+        values["db"] = _parse_whole(db_segments[0], f"{source} database", errors, minimum=0)
     for key, items in parse_qs(query).items():
         if key == "sentinel_password":
             values["sentinel_password"] = Secret(items[-1])
@@ -344,7 +382,48 @@ def _from_url(url: str, source: str, errors: _Collector) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+# Keyword arguments.
+
 _FIELD_NAMES = {f.name for f in dataclasses.fields(Settings)}
+_SECONDS_FIELDS = {name: kind == "seconds0" for name, kind in _ENV_FIELDS.values() if kind.startswith("seconds")}
+_TEXT_FIELDS = {name for name, kind in _ENV_FIELDS.values() if kind in ("str", "file")}
+
+
+def _from_overrides(overrides: Mapping[str, Any], errors: _Collector) -> dict[str, Any]:
+    """Keyword arguments checked like the variables they stand for; a secret's value is never shown."""
+    values: dict[str, Any] = {}
+    for key, given in overrides.items():
+        source = f"keyword argument {key}"
+        value = given
+        if key not in _FIELD_NAMES:
+            errors.add(f"unknown setting '{key}'; known settings: {', '.join(sorted(_FIELD_NAMES))}")
+            continue
+        if given is None:
+            continue
+        if key in ("password", "sentinel_password"):
+            if isinstance(given, str):
+                value = Secret(given)
+            elif not isinstance(given, Secret):
+                errors.add(f"{source} is a {type(given).__name__}; expected a str or a redis_ha Secret")
+                continue
+        elif key == "sentinels" and isinstance(given, str):
+            value = parse_sentinels(given, "sentinels", errors)
+        elif key in _SECONDS_FIELDS:
+            value = _parse_seconds(given, source, errors, zero_allowed=_SECONDS_FIELDS[key])
+        elif key in ("db", "watched_sentinels"):
+            minimum = 0 if key == "db" else 1
+            if isinstance(given, bool) or not isinstance(given, int) or given < minimum:
+                errors.add(f"{source} is {given!r}; expected a whole number of at least {minimum}")
+                continue
+        elif key in ("tls", "retry_unsafe_commands") and not isinstance(given, bool):
+            errors.add(f"{source} is {given!r}; expected True or False")
+            continue
+        elif key in _TEXT_FIELDS and not isinstance(given, str):
+            errors.add(f"{source} is {given!r}; expected a str")
+            continue
+        if value is not None:
+            values[key] = value
+    return values
 
 
 def load_settings(
@@ -363,17 +442,7 @@ def load_settings(
         values.update(_from_url(url, "url", errors))
     elif env.get("REDIS_URL", "").strip():
         values.update(_from_url(env["REDIS_URL"].strip(), "REDIS_URL", errors))
-    for key, given in overrides.items():
-        if key not in _FIELD_NAMES:
-            errors.add(f"unknown setting '{key}'; known settings: {', '.join(sorted(_FIELD_NAMES))}")
-            continue
-        value = given
-        if key in ("password", "sentinel_password") and isinstance(given, str):
-            value = Secret(given)
-        if key == "sentinels" and isinstance(given, str):
-            value = parse_sentinels(given, "sentinels", errors)
-        if value is not None:
-            values[key] = value
+    values.update(_from_overrides(overrides, errors))
     settings = Settings(**{k: v for k, v in values.items() if k in _FIELD_NAMES})
     _check(settings, errors)
     if errors.problems:
@@ -395,18 +464,6 @@ def _check(s: Settings, errors: _Collector) -> None:
         errors.add("both sentinels and a single node are configured; use one of them")
     if not s.master_name.strip():
         errors.add("REDIS_MASTER_NAME is empty; expected the name Sentinel monitors, e.g. mymaster")
-    if s.db < 0:
-        errors.add(f"REDIS_DB is {s.db}; expected a database number of 0 or more")
-    for var, value in (
-        ("REDIS_RETRY_DEADLINE", s.retry_deadline_s),
-        ("REDIS_CONNECT_TIMEOUT", s.connect_timeout_s),
-        ("REDIS_SOCKET_TIMEOUT", s.socket_timeout_s),
-        ("REDIS_SENTINEL_TIMEOUT", s.sentinel_timeout_s),
-    ):
-        if value <= 0:
-            errors.add(f"{var} is {value:g}; expected a positive number of seconds")
-    if s.watched_sentinels < 1:
-        errors.add(f"watched_sentinels is {s.watched_sentinels}; expected at least 1")
     tls_files = (
         ("REDIS_TLS_CA_FILE", s.tls_ca_file),
         ("REDIS_TLS_CERT_FILE", s.tls_cert_file),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis_ha
@@ -58,6 +59,7 @@ def test_every_problem_is_reported_at_once() -> None:
                 "REDIS_DB": "one",
                 "REDIS_TLS": "maybe",
                 "REDIS_RETRY_DEADLINE": "-3",
+                "REDIS_SOCKET_TIMEOUT": "nan",
             }
         )
     problems = info.value.problems
@@ -68,7 +70,8 @@ def test_every_problem_is_reported_at_once() -> None:
     assert "REDIS_DB is 'one'; expected a whole number" in text
     assert "REDIS_TLS is 'maybe'" in text
     assert "REDIS_RETRY_DEADLINE is '-3'" in text
-    assert len(problems) == 6
+    assert "REDIS_SOCKET_TIMEOUT is 'nan', which is not finite" in text
+    assert len(problems) == 7
 
 
 def test_password_and_password_file_together_are_ambiguous(tmp_path: Path) -> None:
@@ -172,6 +175,84 @@ def test_tls_settings_build_tls_connections_for_the_pool_and_the_probes(tmp_path
     probe = probe_client(s, ("10.0.0.1", 26379), sentinel=True)
     assert issubclass(probe.connection_pool.connection_class, SSLConnection)
     assert probe.connection_pool.connection_kwargs["ssl_ca_certs"] == str(tmp_path / "ca.crt")
+
+
+# Keyword arguments checked like the variables they stand for.
+
+
+def test_a_password_given_as_a_keyword_of_the_wrong_type_is_named_by_its_type_only() -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(env={"REDIS_SENTINELS": "h:1"}, password=73519846)
+    assert info.value.problems == ["keyword argument password is a int; expected a str or a redis_ha Secret"]
+
+
+# Time settings: finite numbers of seconds only.
+
+TIME_VARIABLES = [
+    "REDIS_RETRY_DEADLINE",
+    "REDIS_CONNECT_TIMEOUT",
+    "REDIS_SOCKET_TIMEOUT",
+    "REDIS_SENTINEL_TIMEOUT",
+    "REDIS_HEALTH_CHECK_INTERVAL",
+]
+NOT_FINITE = ["inf", "INF", "+inf", "-inf", "Infinity", "nan", "NaN", "-nan", "1e999", " inf "]
+
+
+@pytest.mark.parametrize("value", NOT_FINITE)
+@pytest.mark.parametrize("variable", TIME_VARIABLES)
+def test_inf_and_nan_are_refused_for_every_time_variable(variable: str, value: str) -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(env={"REDIS_SENTINELS": "h:1", variable: value})
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{variable} is '{value.strip()}'")
+    assert "expected a finite number of seconds" in problem
+
+
+TIME_KEYWORDS = [
+    "retry_deadline_s",
+    "connect_timeout_s",
+    "socket_timeout_s",
+    "sentinel_timeout_s",
+    "health_check_interval_s",
+]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), "nan", "1e999", True, [1]], ids=repr)
+@pytest.mark.parametrize("keyword", TIME_KEYWORDS)
+def test_connect_refuses_inf_nan_and_non_numbers_as_time_keywords(keyword: str, value: object) -> None:
+    overrides: dict[str, Any] = {keyword: value}
+    with pytest.raises(redis_ha.ConfigError) as info:
+        redis_ha.connect(env={"REDIS_SENTINELS": "h:1"}, **overrides)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"keyword argument {keyword} is ")
+    assert "expected a finite number of seconds" in problem
+
+
+def test_a_zero_health_check_interval_turns_checks_off_but_a_zero_timeout_is_refused() -> None:
+    unchecked = load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_HEALTH_CHECK_INTERVAL": "0"})
+    assert unchecked.health_check_interval_s == 0
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_CONNECT_TIMEOUT": "0"}, retry_deadline_s=0)
+    assert info.value.problems == [
+        "REDIS_CONNECT_TIMEOUT is '0'; expected a finite number of seconds, greater than 0, e.g. 30 or 0.5",
+        "keyword argument retry_deadline_s is '0'; expected a finite number of seconds, greater than 0, e.g. 30 or 0.5",
+    ]
+
+
+def test_time_settings_accept_whole_and_fractional_seconds() -> None:
+    s = load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_RETRY_DEADLINE": "2.5", "REDIS_SOCKET_TIMEOUT": "3"})
+    assert (s.retry_deadline_s, s.socket_timeout_s) == (2.5, 3.0)
+
+
+def test_other_keyword_arguments_of_the_wrong_type_are_named_with_the_expected_form() -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(env={"REDIS_SENTINELS": "h:1"}, db="2", tls="yes", master_name=5, watched_sentinels=0)
+    assert info.value.problems == [
+        "keyword argument db is '2'; expected a whole number of at least 0",
+        "keyword argument tls is 'yes'; expected True or False",
+        "keyword argument master_name is 5; expected a str",
+        "keyword argument watched_sentinels is 0; expected a whole number of at least 1",
+    ]
 
 
 # A user with nopass.
