@@ -9,14 +9,16 @@ expected form. Secrets are wrapped in ``Secret`` so they never show up in reprs 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 from redis_ha.errors import ConfigError
 
@@ -92,7 +94,7 @@ class Settings:
     client_name: str | None = None
     # Retry commands that may have run already even when running them twice is unsafe.
     retry_unsafe_commands: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold anything: not shown
 
     @property
     def uses_sentinel(self) -> bool:
@@ -320,65 +322,128 @@ def _from_env(env: Mapping[str, str], errors: _Collector) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+# URLs.
+
+_URL_EXPECTED = (
+    "expected redis+sentinel://[user:password@]host:port[,host:port...]/master_name[/db] "
+    "or redis://[user:password@]host:port[/db]"
+)
+_URL_OPTIONS = ("sentinel_username", "sentinel_password", "client_name")
+_SCHEME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}")
+_OPTION_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+# A host list entry whose port, if any, is a number of at most 5 digits.
+_PORT_PATTERN = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(:[0-9]{0,5})?")
+
+
+@dataclass(frozen=True)
+class _UrlParts:
+    """A URL cut at its first ``://``, the first ``/`` or ``?`` after it, and the last ``@``
+    before that. Parts are still percent-encoded."""
+
+    scheme: str
+    userinfo: str | None
+    hosts: str
+    path: str
+    query: str | None
+
+
+def _split_url(url: str) -> tuple[_UrlParts | None, str | None]:
+    """The URL's parts, or a problem saying why it cannot be cut safely (quoting none of it).
+
+    Refused, since a message quoting the host list, path or options would show a password: an
+    ``@`` after the host list (a raw ``/`` or ``?`` in the password moved part of it there, or an
+    option value holds a raw ``@``), and a port that is not a number in a URL without ``@`` (the
+    password of ``redis://app:password`` written without its ``@host``).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or not _SCHEME_PATTERN.fullmatch(scheme):
+        return None, (
+            "does not start with redis+sentinel://, rediss+sentinel://, redis:// or rediss:// "
+            f"(the value is not shown: it may hold a password); {_URL_EXPECTED}"
+        )
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, after = rest[:cut], rest[cut:]
+    userinfo, at, hosts = authority.rpartition("@")
+    path, question, query = after.partition("?")
+    if "@" in after:
+        return None, (
+            "has an '@' after its host list (the value is not shown: it may hold a password); "
+            "percent-encode / ? @ in a password or option value as %2F %3F %40"
+        )
+    if not at and not all(_PORT_PATTERN.fullmatch(entry.strip()) for entry in hosts.split(",")):
+        return None, (
+            "has no '@' and a host whose port is not a number (the value is not shown: without "
+            f"'@host' the password is where the port goes); {_URL_EXPECTED}"
+        )
+    return _UrlParts(scheme, userinfo if at else None, hosts, path, query if question else None), None
+
+
+def mask_url(url: str) -> str:
+    """The URL as a message may show it: user, password, every option value and every unknown
+    option replaced by ``***`` (a raw ``&`` in a password makes its tail look like an option),
+    nothing at all when it cannot be cut safely. Pure."""
+    parts, _ = _split_url(url)
+    if parts is None:
+        return "(not shown)"
+    userinfo = "***@" if parts.userinfo is not None else ""
+    keys = (item.partition("=")[0] for item in (parts.query or "").split("&") if item)
+    options = "&".join(f"{key}=***" if key in _URL_OPTIONS else "***" for key in keys)
+    query = "" if parts.query is None else f"?{options}"
+    return f"{parts.scheme}://{userinfo}{parts.hosts}{parts.path}{query}"
 
 
 def _from_url(url: str, source: str, errors: _Collector) -> dict[str, Any]:
-    """Parse redis+sentinel://user:pass@h1:26379,h2:26379/mymaster/0 or redis[s]://host:port/db."""
-    shown = _redact_url(url)
-    expected = (
-        "expected redis+sentinel://[user:password@]host:port[,host:port...]/master_name[/db] "
-        "or redis://[user:password@]host:port[/db]"
-    )
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in _URL_SCHEMES:
-        errors.add(f"{source} '{shown}' has an unknown scheme '{scheme}'; {expected}")
+    """Parse redis+sentinel://user:pass@h1:26379,h2:26379/mymaster/0 or redis[s]://host:port/db.
+
+    No message quotes the user, the password or an option's value."""
+    parts, problem = _split_url(url)
+    if parts is None:
+        errors.add(f"{source} {problem}")
         return {}
-    values: dict[str, Any] = {"tls": scheme.startswith("rediss")}
-    rest, _, query = rest.partition("?")
-    netloc, _, path = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if at:
-        user, colon, password = userinfo.partition(":")
+    shown = mask_url(url)
+    if parts.scheme not in _URL_SCHEMES:
+        errors.add(f"{source} '{shown}' has an unknown scheme '{parts.scheme}'; {_URL_EXPECTED}")
+        return {}
+    values: dict[str, Any] = {"tls": parts.scheme.startswith("rediss")}
+    if parts.userinfo is not None:
+        user, colon, password = parts.userinfo.partition(":")
         if user:
             values["username"] = unquote(user)
         if colon:
             values["password"] = Secret(unquote(password))
-    segments = [s for s in path.split("/") if s]
-    if scheme.endswith("+sentinel"):
-        values["sentinels"] = parse_sentinels(hosts, f"{source} host list", errors)
+    segments = [s for s in parts.path.split("/") if s]
+    if parts.scheme.endswith("+sentinel"):
+        values["sentinels"] = parse_sentinels(parts.hosts, f"{source} host list", errors)
         if not segments:
-            errors.add(f"{source} '{shown}' names no master; {expected}")
+            errors.add(f"{source} '{shown}' names no master; {_URL_EXPECTED}")
         else:
             values["master_name"] = unquote(segments[0])
         db_segments = segments[1:]
     else:
-        node = parse_address(hosts, f"{source} host", DEFAULT_REDIS_PORT, errors)
+        node = parse_address(parts.hosts, f"{source} host", DEFAULT_REDIS_PORT, errors)
         if node is not None:
             values["node"] = node
         values["sentinels"] = ()
         db_segments = segments
     if len(db_segments) > 1:
-        errors.add(f"{source} '{shown}' has extra path segments; {expected}")
+        errors.add(f"{source} '{shown}' has extra path segments; {_URL_EXPECTED}")
     elif db_segments:
         values["db"] = _parse_whole(db_segments[0], f"{source} database", errors, minimum=0)
-    for key, items in parse_qs(query).items():
-        if key == "sentinel_password":
-            values["sentinel_password"] = Secret(items[-1])
-        elif key == "sentinel_username":
-            values["sentinel_username"] = items[-1]
-        elif key == "client_name":
-            values["client_name"] = items[-1]
+    for item in filter(None, (parts.query or "").split("&")):
+        key, eq, value = item.partition("=")
+        known = f"known: {', '.join(_URL_OPTIONS)}; percent-encode & = in a value as %26 %3D"
+        if key in _URL_OPTIONS and eq:
+            values[key] = Secret(unquote(value)) if key == "sentinel_password" else unquote(value)
+            continue
+        # Quoted only when it is a near miss of a known option: otherwise it may be a piece of a
+        # password holding a raw '&'.
+        close = difflib.get_close_matches(key, _URL_OPTIONS, n=1) if _OPTION_PATTERN.fullmatch(key) else []
+        if close:
+            errors.add(f"{source} '{shown}' has an unknown option '{key}' (did you mean {close[0]}?); {known}")
+        elif eq:
+            errors.add(f"{source} '{shown}' has an unknown option (name not shown); {known}")
         else:
-            errors.add(
-                f"{source} '{shown}' has an unknown option '{key}'; "
-                "known: sentinel_username, sentinel_password, client_name"
-            )
+            errors.add(f"{source} '{shown}' has an option that is not name=value (not shown); {known}")
     return {k: v for k, v in values.items() if v is not None}
 
 
@@ -438,24 +503,25 @@ def load_settings(
     env = os.environ if env is None else env
     errors = _Collector()
     values = _from_env(env, errors)
+    env_url = env.get("REDIS_URL", "").strip()
     if url:
         values.update(_from_url(url, "url", errors))
-    elif env.get("REDIS_URL", "").strip():
-        values.update(_from_url(env["REDIS_URL"].strip(), "REDIS_URL", errors))
+    elif env_url:
+        values.update(_from_url(env_url, "REDIS_URL", errors))
     values.update(_from_overrides(overrides, errors))
     settings = Settings(**{k: v for k, v in values.items() if k in _FIELD_NAMES})
-    _check(settings, errors)
+    _check(settings, errors, url_given=bool(url or env_url))
     if errors.problems:
         raise ConfigError(errors.problems)
     return settings
 
 
-def _check(s: Settings, errors: _Collector) -> None:
+def _check(s: Settings, errors: _Collector, *, url_given: bool) -> None:
     """Cross-field checks that only make sense on the merged result.
 
     A user name without a password is fine: a Redis user with ``nopass`` (redis-py then sends
     ``AUTH user ""``, which such a user accepts)."""
-    if not s.sentinels and s.node is None:
+    if not s.sentinels and s.node is None and not url_given:  # a bad URL has said why already
         errors.add(
             "no Redis location configured; set REDIS_SENTINELS=host:port,host:port,... "
             "(and REDIS_MASTER_NAME) or REDIS_URL"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis_ha
@@ -107,7 +109,7 @@ def test_malformed_url_error_hides_the_password() -> None:
         load_settings("redis+sentinel://app:topsecret@h1/", env={})
     text = str(info.value)
     assert "topsecret" not in text
-    assert "app:***@" in text
+    assert "'redis+sentinel://***@h1/' names no master" in text
     assert "has no port" in text and "names no master" in text
 
 
@@ -175,6 +177,116 @@ def test_tls_settings_build_tls_connections_for_the_pool_and_the_probes(tmp_path
     probe = probe_client(s, ("10.0.0.1", 26379), sentinel=True)
     assert issubclass(probe.connection_pool.connection_class, SSLConnection)
     assert probe.connection_pool.connection_kwargs["ssl_ca_certs"] == str(tmp_path / "ca.crt")
+
+
+# Passwords never shown, whatever the URL looks like.
+
+PASSWORD_HEAD, PASSWORD_TAIL = "Kx7Qe", "Vm3Tz"
+"""Two distinctive halves: neither may show up, so a password cut in two by a raw separator
+cannot leak half of itself either."""
+PASSWORD_SEPARATORS = ["", "#", "/", "?", "@", ":", "%", "&", "=", "/?#@"]
+MALFORMED_URLS = [
+    "redis:app:{pw}@h:6379",  # ':' instead of '://'
+    "redis:/app:{pw}@h:6379/0",
+    "redis//app:{pw}@h:6379/0",
+    "rediss+foo://app:{pw}@h/mymaster",  # unknown scheme
+    "REDIS://app:{pw}@h:6379/0",
+    "redis+sentinel://app:{pw}@h1:26379/mymaster",  # well-formed when the password is encoded
+    "redis+sentinel://app:{pw}@h1/mymaster",  # no port
+    "redis+sentinel://app:{pw}@h1:notaport/mymaster",
+    "redis+sentinel://app:{pw}@h1:26379,h1:26379/mymaster",  # the same sentinel twice
+    "redis+sentinel://app:{pw}@/mymaster",  # no host
+    "redis+sentinel://app:{pw}@h1:26379",  # no master
+    "redis+sentinel://app:{pw}@h1:26379/mymaster/x",  # bad database
+    "redis+sentinel://app:{pw}@h1:26379/mymaster/0/extra",
+    "redis+sentinel://app:{pw}@h1:26379/mymaster?bogus=1",
+    "redis+sentinel://app:{pw}@h1:26379/mymaster?client_name",
+    "redis+sentinel://h1:26379/mymaster?sentinel_password={pw}&bogus=1",
+    "redis+sentinel://h1/mymaster?sentinel_pasword={pw}",
+    "redis://:{pw}@h:99999/0",
+    "redis://app:{pw}@[::1/0",
+    "redis://app:{pw}@h:6379/0/1",
+    "  redis://app:{pw}@h/0",
+]
+FORGOTTEN_HOST_URLS = [
+    "redis://app:{pw}",  # '@host' forgotten: the password is where the port goes
+    "redis://app:{pw}/0",
+    "redis+sentinel://app:{pw}/mymaster",
+    "redis+sentinel://h1:26379,app:{pw}/mymaster",
+]
+"""With a raw '@' in such a password, the URL is a well-formed one naming its tail as the host:
+no parser can tell, so these are tested with the other separators only."""
+CASES = [(url, sep) for url in MALFORMED_URLS for sep in PASSWORD_SEPARATORS] + [
+    (url, sep) for url in FORGOTTEN_HOST_URLS for sep in PASSWORD_SEPARATORS if "@" not in sep
+]
+
+
+def _leaks(text: str, password: str) -> list[str]:
+    return [piece for piece in (PASSWORD_HEAD, PASSWORD_TAIL, password, quote(password, safe="")) if piece in text]
+
+
+@pytest.mark.parametrize(("template", "separator"), CASES)
+def test_no_error_repr_or_log_shows_the_password_whatever_the_url_looks_like(
+    template: str, separator: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    password = f"{PASSWORD_HEAD}{separator}{PASSWORD_TAIL}"
+    for written in (password, quote(password, safe="")):
+        url = template.format(pw=written)
+        for how, url_argument, env in ((f"url={url!r}", url, {}), (f"REDIS_URL={url!r}", None, {"REDIS_URL": url})):
+            shown: list[str] = []
+            with caplog.at_level(logging.DEBUG):
+                try:
+                    settings = load_settings(url_argument, env=env)
+                except redis_ha.ConfigError as error:
+                    shown += [str(error), repr(error), *error.problems]
+                else:
+                    shown += [
+                        repr(settings),
+                        str(settings),
+                        settings.describe(),
+                        repr(redis_ha.connect(settings=settings)),
+                    ]
+            shown.append(caplog.text)
+            caplog.clear()
+            leaked = _leaks("\n".join(shown), password)
+            assert not leaked, f"{how} shows {leaked}: {shown}"
+
+
+def test_a_raw_slash_or_question_mark_in_the_password_is_refused_with_the_fix_and_nothing_of_the_url() -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(env={"REDIS_URL": "redis+sentinel://app:Kx7/Qe@h1:26379/mymaster"})
+    assert info.value.problems == [
+        "REDIS_URL has an '@' after its host list (the value is not shown: it may hold a password); "
+        "percent-encode / ? @ in a password or option value as %2F %3F %40"
+    ]
+
+
+def test_a_url_without_its_scheme_separator_is_refused_without_being_shown() -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(env={"REDIS_URL": "redis:app:Kx7Qe@h:6379"})
+    (problem,) = info.value.problems
+    assert problem.startswith("REDIS_URL does not start with redis+sentinel://, rediss+sentinel://, redis://")
+    assert "not shown" in problem and "Kx7Qe" not in problem
+
+
+def test_a_raw_hash_in_the_password_is_part_of_the_password() -> None:
+    s = load_settings("redis+sentinel://app:Kx7#Qe@h1:26379/mymaster", env={})
+    assert s.password == Secret("Kx7#Qe")
+    assert s.sentinels == (("h1", 26379),)
+
+
+def test_option_values_are_masked_and_only_a_near_miss_of_a_known_option_is_named() -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(
+            "redis+sentinel://h1:26379/mymaster?sentinel_password=Kx7Qe&client_name=web&sentinel_usrname=s&Vm3Tz=1",
+            env={},
+        )
+    shown = "'redis+sentinel://h1:26379/mymaster?sentinel_password=***&client_name=***&***&***'"
+    known = "known: sentinel_username, sentinel_password, client_name; percent-encode & = in a value as %26 %3D"
+    assert info.value.problems == [
+        f"url {shown} has an unknown option 'sentinel_usrname' (did you mean sentinel_username?); {known}",
+        f"url {shown} has an unknown option (name not shown); {known}",
+    ]
 
 
 # Keyword arguments checked like the variables they stand for.
