@@ -14,7 +14,8 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,104 @@ _ENV_FIELDS: dict[str, tuple[str, str]] = {
     "REDIS_CLIENT_NAME": ("client_name", "str"),
 }
 _SECRET_VARS = ("REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD")
+
+KNOWN_ENV_VARS: frozenset[str] = frozenset(
+    {
+        "REDIS_SENTINELS",
+        "REDIS_URL",
+        *_ENV_FIELDS,
+        *_SECRET_VARS,
+        *(f"{name}_FILE" for name in _SECRET_VARS),
+        # redis_ha.rq.defaults (not imported here: it would pull in RQ).
+        "RQ_RETRY_MAX",
+        "RQ_RETRY_INTERVALS",
+        "RQ_JOB_TIMEOUT",
+        "RQ_RESULT_TTL",
+        "RQ_FAILURE_TTL",
+        "RQ_DURABLE",
+        "RQ_DURABLE_TIMEOUT_MS",
+        "RQ_OUTBOX_PATH",
+        "RQ_ENQUEUE_DEDUP_TTL",
+        # The redis-ha CLI and the drills.
+        "REDIS_HA_METRICS_ADDR",
+        "REDIS_HA_KIT_ROOT",
+    }
+)
+"""Every ``REDIS_*`` / ``RQ_*`` environment variable the kit reads: what a typo is compared with."""
+
+OTHERS_ENV_VARS: frozenset[str] = frozenset(
+    {
+        # RQ itself: its CLI options, its key prefix, and what a worker sets for its work-horse.
+        "RQ_REDIS_URL",
+        "RQ_CONFIG",
+        "RQ_WORKER_CLASS",
+        "RQ_JOB_CLASS",
+        "RQ_QUEUE_CLASS",
+        "RQ_CONNECTION_CLASS",
+        "RQ_KEY_PREFIX",
+        "RQ_WORKER_ID",
+        "RQ_JOB_ID",
+        "RQ_EXECUTION_ID",
+        # RQ's `rq` command without a URL (rq.cli.helpers.get_redis_from_config), and many apps.
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_SSL",
+        "REDIS_SSL_CA_CERTS",
+        "REDIS_SSL_CERT_REQS",
+        "REDIS_SSL_CA_DATA",
+        "REDIS_SSL_KEYFILE",
+        "REDIS_SSL_CERTFILE",
+        # Hosted Redis (Heroku) and the official Docker image.
+        "REDIS_TLS_URL",
+        "REDIS_VERSION",
+        "REDIS_DOWNLOAD_URL",
+        "REDIS_DOWNLOAD_SHA",
+        # Docker links to a container named redis.
+        "REDIS_NAME",
+    }
+)
+"""``REDIS_*`` / ``RQ_*`` variables other software legitimately sets: never reported as typos."""
+
+# Kubernetes service links (a Service named redis or redis-sentinel): REDIS_SERVICE_HOST,
+# REDIS_SERVICE_PORT_<NAME>, REDIS_PORT_6379_TCP_ADDR ...; Docker links: REDIS_ENV_<NAME>.
+_OTHERS_ENV_PATTERN = re.compile(
+    r"[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)"
+    r"|REDIS_ENV_[A-Z0-9_]+"
+)
+_ENV_PREFIXES = ("REDIS_", "RQ_")
+
+
+def unknown_env_vars(names: Iterable[str]) -> list[str]:
+    """One phrase per ``REDIS_*`` / ``RQ_*`` name that neither the kit nor other well-known
+    software reads, naming the closest known variable. Pure; the caller logs."""
+    found = []
+    for name in sorted(set(names)):
+        if not name.startswith(_ENV_PREFIXES) or name in KNOWN_ENV_VARS or name in OTHERS_ENV_VARS:
+            continue
+        if _OTHERS_ENV_PATTERN.fullmatch(name):
+            continue
+        close = difflib.get_close_matches(name, sorted(KNOWN_ENV_VARS), n=1)
+        found.append(f"{name} (did you mean {close[0]}?)" if close else f"{name} (no known variable is close)")
+    return found
+
+
+_warned_env_vars: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_unknown_env_vars(env: Mapping[str, str]) -> None:
+    """Log one warning per process for the unknown variables not warned about yet; never values.
+
+    A forked child (an RQ work-horse) inherits what its parent already said."""
+    with _warned_lock:
+        fresh = [name for name in env if name not in _warned_env_vars]
+        _warned_env_vars.update(fresh)
+    unknown = unknown_env_vars(fresh)
+    if unknown:
+        logger.warning(
+            "Ignoring environment variables redis_ha does not read: %s. Fix the spelling, or unset them.",
+            "; ".join(unknown),
+        )
 
 
 # Values.
@@ -499,8 +598,10 @@ def load_settings(
     """Build validated ``Settings``: environment, then URL, then keyword overrides.
 
     Raises ``ConfigError`` listing every problem. Password overrides may be plain strings.
+    Unknown ``REDIS_*`` / ``RQ_*`` variables get one warning per process (see ``unknown_env_vars``).
     """
     env = os.environ if env is None else env
+    _warn_unknown_env_vars(env)
     errors = _Collector()
     values = _from_env(env, errors)
     env_url = env.get("REDIS_URL", "").strip()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -11,12 +12,15 @@ from urllib.parse import quote
 import pytest
 import redis_ha
 import redis_ha.client as client_module
+import redis_ha.config as config_module
 from redis.connection import SSLConnection
-from redis_ha.config import Secret, load_settings
+from redis_ha.config import KNOWN_ENV_VARS, OTHERS_ENV_VARS, Secret, load_settings, unknown_env_vars
 from redis_ha.pool import HAConnectionPool
 from redis_ha.sentinel import probe_client
 
 from tests.support.cluster import LoopbackCluster
+
+CLIENT_SOURCE = Path(__file__).resolve().parents[2] / "client" / "redis_ha"
 
 
 def test_sentinels_and_credentials_come_from_the_environment() -> None:
@@ -365,6 +369,71 @@ def test_other_keyword_arguments_of_the_wrong_type_are_named_with_the_expected_f
         "keyword argument master_name is 5; expected a str",
         "keyword argument watched_sentinels is 0; expected a whole number of at least 1",
     ]
+
+
+# Misspelt variables: one warning per process, naming the closest known one.
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """As if this were a new process: no variable warned about yet."""
+    monkeypatch.setattr(config_module, "_warned_env_vars", set())
+    caplog.set_level(logging.WARNING, logger="redis_ha.config")
+    return caplog
+
+
+def test_a_misspelt_variable_gets_one_warning_naming_the_closest_known_one(
+    fresh_warnings: pytest.LogCaptureFixture,
+) -> None:
+    env = {"REDIS_SENTINELS": "h:1", "REDIS_PASWORD": "Kx7Qe-not-shown", "RQ_JOB_TIMOUT": "60"}
+    for _ in range(3):
+        redis_ha.connect(env=env)
+    (record,) = fresh_warnings.records
+    message = record.getMessage()
+    assert "REDIS_PASWORD (did you mean REDIS_PASSWORD?)" in message
+    assert "RQ_JOB_TIMOUT (did you mean RQ_JOB_TIMEOUT?)" in message
+    assert "Kx7Qe" not in message and "60" not in message
+
+
+def test_a_new_misspelling_later_in_the_process_gets_its_own_warning(
+    fresh_warnings: pytest.LogCaptureFixture,
+) -> None:
+    load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_MASTERNAME": "jobs"})
+    load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_MASTERNAME": "jobs", "REDIS_SOCKET_TIMEOT": "1"})
+    assert [r.getMessage().count("did you mean") for r in fresh_warnings.records] == [1, 1]
+    assert "REDIS_SOCKET_TIMEOT (did you mean REDIS_SOCKET_TIMEOUT?)" in fresh_warnings.records[1].getMessage()
+
+
+def test_variables_the_kit_or_other_software_reads_are_not_reported(
+    fresh_warnings: pytest.LogCaptureFixture,
+) -> None:
+    env = {name: "x" for name in KNOWN_ENV_VARS | OTHERS_ENV_VARS}
+    env |= {
+        "REDIS_SERVICE_HOST": "10.96.0.7",  # Kubernetes links of a Service named redis
+        "REDIS_SERVICE_PORT_REDIS": "6379",
+        "REDIS_PORT_6379_TCP_ADDR": "10.96.0.7",
+        "REDIS_SENTINEL_PORT_26379_TCP": "tcp://10.96.0.8:26379",
+        "REDISCLI_AUTH": "x",
+        "PATH": "/usr/bin",
+    }
+    assert unknown_env_vars(env) == []
+    with pytest.raises(redis_ha.ConfigError):
+        load_settings(env=env)
+    assert fresh_warnings.records == []
+
+
+def test_a_name_close_to_nothing_is_still_reported() -> None:
+    assert unknown_env_vars(["RQ_ZZZZZZZZZZZZZZZZ"]) == ["RQ_ZZZZZZZZZZZZZZZZ (no known variable is close)"]
+
+
+def test_every_variable_the_kit_reads_is_known_to_the_typo_check() -> None:
+    """Every REDIS_* / RQ_* name in the client's code (rq/defaults.py, cli.py, drills ...) is known,
+    so adding a variable without listing it makes this fail instead of warning users."""
+    named = set()
+    for path in CLIENT_SOURCE.rglob("*.py"):
+        named |= set(re.findall(r"\b(?:REDIS|RQ)_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()))
+    assert unknown_env_vars(named) == []
+    assert {"RQ_OUTBOX_PATH", "RQ_DURABLE_TIMEOUT_MS", "RQ_ENQUEUE_DEDUP_TTL", "REDIS_HA_METRICS_ADDR"} <= named
 
 
 # A user with nopass.
