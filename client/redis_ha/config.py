@@ -367,9 +367,11 @@ def _read_secret_file(path_text: str, source: str, errors: _Collector) -> Secret
     try:
         value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
+        # A value without '/' may be the password itself, set in the _FILE variable by mistake.
+        shown = f"'{path}'" if "/" in path_text else "a name without '/' (not shown: it may be the password itself)"
         errors.add(
-            f"{source} points to '{path}', which cannot be read ({exc.strerror}); "
-            "expected a readable file holding the password"
+            f"{source} points to {shown}, which cannot be read ({exc.strerror}); "
+            "expected the path of a readable file holding the password"
         )
         return None
     if not value:

@@ -93,6 +93,15 @@ def test_unreadable_password_file_names_the_path_not_a_secret(tmp_path: Path) ->
         load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_PASSWORD_FILE": str(missing)})
 
 
+def test_a_password_set_in_the_file_variable_by_mistake_is_not_shown() -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(env={"REDIS_SENTINELS": "h:1", "REDIS_SENTINEL_PASSWORD_FILE": "Kx7Qe-Vm3Tz"})
+    assert info.value.problems == [
+        "REDIS_SENTINEL_PASSWORD_FILE points to a name without '/' (not shown: it may be the password itself), "
+        "which cannot be read (No such file or directory); expected the path of a readable file holding the password"
+    ]
+
+
 def test_sentinel_url_carries_hosts_master_db_and_credentials() -> None:
     s = load_settings("redis+sentinel://app:p%40ss@h1:26379,h2:26379/mymaster/3", env={})
     assert s.sentinels == (("h1", 26379), ("h2", 26379))
