@@ -9,13 +9,17 @@ expected form. Secrets are wrapped in ``Secret`` so they never show up in reprs 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
+import math
 import os
-from collections.abc import Mapping
+import re
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 from redis_ha.errors import ConfigError
 
@@ -91,7 +95,7 @@ class Settings:
     client_name: str | None = None
     # Retry commands that may have run already even when running them twice is unsafe.
     retry_unsafe_commands: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold anything: not shown
 
     @property
     def uses_sentinel(self) -> bool:
@@ -132,8 +136,134 @@ class _Collector:
     def __init__(self) -> None:
         self.problems: list[str] = []
 
-    def add(self, problem: str) -> None:
-        self.problems.append(problem)
+    def add(self, problem: str | None) -> None:
+        if problem is not None:
+            self.problems.append(problem)
+
+
+# Environment variables.
+
+# Environment variable -> (Settings field, kind). Kinds: str, int, seconds, seconds0 (0 allowed),
+# bool, file. Passwords (NAME or NAME_FILE) and the location (REDIS_SENTINELS, REDIS_URL) are
+# read on their own.
+_ENV_FIELDS: dict[str, tuple[str, str]] = {
+    "REDIS_MASTER_NAME": ("master_name", "str"),
+    "REDIS_USERNAME": ("username", "str"),
+    "REDIS_SENTINEL_USERNAME": ("sentinel_username", "str"),
+    "REDIS_DB": ("db", "int"),
+    "REDIS_TLS": ("tls", "bool"),
+    "REDIS_TLS_CA_FILE": ("tls_ca_file", "file"),
+    "REDIS_TLS_CERT_FILE": ("tls_cert_file", "file"),
+    "REDIS_TLS_KEY_FILE": ("tls_key_file", "file"),
+    "REDIS_RETRY_DEADLINE": ("retry_deadline_s", "seconds"),
+    "REDIS_CONNECT_TIMEOUT": ("connect_timeout_s", "seconds"),
+    "REDIS_SOCKET_TIMEOUT": ("socket_timeout_s", "seconds"),
+    "REDIS_SENTINEL_TIMEOUT": ("sentinel_timeout_s", "seconds"),
+    "REDIS_HEALTH_CHECK_INTERVAL": ("health_check_interval_s", "seconds0"),  # 0 = no health checks
+    "REDIS_CLIENT_NAME": ("client_name", "str"),
+}
+_SECRET_VARS = ("REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD")
+
+KNOWN_ENV_VARS: frozenset[str] = frozenset(
+    {
+        "REDIS_SENTINELS",
+        "REDIS_URL",
+        *_ENV_FIELDS,
+        *_SECRET_VARS,
+        *(f"{name}_FILE" for name in _SECRET_VARS),
+        # redis_ha.rq.defaults (not imported here: it would pull in RQ).
+        "RQ_RETRY_MAX",
+        "RQ_RETRY_INTERVALS",
+        "RQ_JOB_TIMEOUT",
+        "RQ_RESULT_TTL",
+        "RQ_FAILURE_TTL",
+        "RQ_DURABLE",
+        "RQ_DURABLE_TIMEOUT_MS",
+        "RQ_OUTBOX_PATH",
+        "RQ_ENQUEUE_DEDUP_TTL",
+        # The redis-ha CLI and the drills.
+        "REDIS_HA_METRICS_ADDR",
+        "REDIS_HA_KIT_ROOT",
+    }
+)
+"""Every ``REDIS_*`` / ``RQ_*`` environment variable the kit reads: what a typo is compared with."""
+
+OTHERS_ENV_VARS: frozenset[str] = frozenset(
+    {
+        # RQ itself: its CLI options, its key prefix, and what a worker sets for its work-horse.
+        "RQ_REDIS_URL",
+        "RQ_CONFIG",
+        "RQ_WORKER_CLASS",
+        "RQ_JOB_CLASS",
+        "RQ_QUEUE_CLASS",
+        "RQ_CONNECTION_CLASS",
+        "RQ_KEY_PREFIX",
+        "RQ_WORKER_ID",
+        "RQ_JOB_ID",
+        "RQ_EXECUTION_ID",
+        # RQ's `rq` command without a URL (rq.cli.helpers.get_redis_from_config), and many apps.
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_SSL",
+        "REDIS_SSL_CA_CERTS",
+        "REDIS_SSL_CERT_REQS",
+        "REDIS_SSL_CA_DATA",
+        "REDIS_SSL_KEYFILE",
+        "REDIS_SSL_CERTFILE",
+        # Hosted Redis (Heroku) and the official Docker image.
+        "REDIS_TLS_URL",
+        "REDIS_VERSION",
+        "REDIS_DOWNLOAD_URL",
+        "REDIS_DOWNLOAD_SHA",
+        # Docker links to a container named redis.
+        "REDIS_NAME",
+    }
+)
+"""``REDIS_*`` / ``RQ_*`` variables other software legitimately sets: never reported as typos."""
+
+# Kubernetes service links (a Service named redis or redis-sentinel): REDIS_SERVICE_HOST,
+# REDIS_SERVICE_PORT_<NAME>, REDIS_PORT_6379_TCP_ADDR ...; Docker links: REDIS_ENV_<NAME>.
+_OTHERS_ENV_PATTERN = re.compile(
+    r"[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)"
+    r"|REDIS_ENV_[A-Z0-9_]+"
+)
+_ENV_PREFIXES = ("REDIS_", "RQ_")
+
+
+def unknown_env_vars(names: Iterable[str]) -> list[str]:
+    """One phrase per ``REDIS_*`` / ``RQ_*`` name that neither the kit nor other well-known
+    software reads, naming the closest known variable. Pure; the caller logs."""
+    found = []
+    for name in sorted(set(names)):
+        if not name.startswith(_ENV_PREFIXES) or name in KNOWN_ENV_VARS or name in OTHERS_ENV_VARS:
+            continue
+        if _OTHERS_ENV_PATTERN.fullmatch(name):
+            continue
+        close = difflib.get_close_matches(name, sorted(KNOWN_ENV_VARS), n=1)
+        found.append(f"{name} (did you mean {close[0]}?)" if close else f"{name} (no known variable is close)")
+    return found
+
+
+_warned_env_vars: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_unknown_env_vars(env: Mapping[str, str]) -> None:
+    """Log one warning per process for the unknown variables not warned about yet; never values.
+
+    A forked child (an RQ work-horse) inherits what its parent already said."""
+    with _warned_lock:
+        fresh = [name for name in env if name not in _warned_env_vars]
+        _warned_env_vars.update(fresh)
+    unknown = unknown_env_vars(fresh)
+    if unknown:
+        logger.warning(
+            "Ignoring environment variables redis_ha does not read: %s. Fix the spelling, or unset them.",
+            "; ".join(unknown),
+        )
+
+
+# Values.
 
 
 def parse_address(text: str, source: str, default_port: int | None, errors: _Collector) -> Address | None:
@@ -193,17 +323,43 @@ def _parse_bool(text: str, source: str, errors: _Collector) -> bool | None:
     return None
 
 
-def _parse_number(text: str, source: str, errors: _Collector, *, integer: bool, minimum: float) -> Any:
+def _parse_whole(text: str, source: str, errors: _Collector, *, minimum: int) -> int | None:
     try:
-        value: float = int(text) if integer else float(text)
+        value: int | None = int(text)
     except ValueError:
-        kind = "a whole number" if integer else "a number of seconds"
-        errors.add(f"{source} is '{text}'; expected {kind}")
-        return None
-    if value < minimum:
-        errors.add(f"{source} is '{text}'; expected a value of at least {minimum:g}")
+        value = None
+    if value is None or value < minimum:
+        errors.add(f"{source} is '{text}'; expected a whole number of at least {minimum}")
         return None
     return value
+
+
+def seconds_problem(source: str, value: object, *, zero_allowed: bool = False) -> str | None:
+    """Why ``value`` (text from the environment, or a number) is not a usable number of seconds.
+
+    ``None`` when it is one. Refuses inf, nan and overflowing numbers such as 1e999 in any
+    spelling: a deadline of nan or inf would retry forever. Pure.
+    """
+    least = "0 or more" if zero_allowed else "greater than 0"
+    expected = f"expected a finite number of seconds, {least}, e.g. 30 or 0.5"
+    shown = value.strip() if isinstance(value, str) else value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return f"{source} is {type(value).__name__} {value!r}; {expected}"
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return f"{source} is '{shown}'; {expected}"
+    if not math.isfinite(number):
+        return f"{source} is '{shown}', which is not finite (inf and nan are refused); {expected}"
+    if number < 0 or (number == 0 and not zero_allowed):
+        return f"{source} is '{shown}'; {expected}"
+    return None
+
+
+def _parse_seconds(value: object, source: str, errors: _Collector, *, zero_allowed: bool) -> float | None:
+    problem = seconds_problem(source, value, zero_allowed=zero_allowed)
+    errors.add(problem)
+    return None if problem else float(value)  # type: ignore[arg-type]  # checked just above
 
 
 def _read_secret_file(path_text: str, source: str, errors: _Collector) -> Secret | None:
@@ -211,9 +367,11 @@ def _read_secret_file(path_text: str, source: str, errors: _Collector) -> Secret
     try:
         value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
+        # A value without '/' may be the password itself, set in the _FILE variable by mistake.
+        shown = f"'{path}'" if "/" in path_text else "a name without '/' (not shown: it may be the password itself)"
         errors.add(
-            f"{source} points to '{path}', which cannot be read ({exc.strerror}); "
-            "expected a readable file holding the password"
+            f"{source} points to {shown}, which cannot be read ({exc.strerror}); "
+            "expected the path of a readable file holding the password"
         )
         return None
     if not value:
@@ -240,25 +398,6 @@ def _secret(env: Mapping[str, str], name: str, errors: _Collector) -> Secret | N
     return Secret(direct) if direct else None
 
 
-# Environment variable -> (Settings field, kind). Kinds: str, int, float, bool, file.
-_ENV_FIELDS: dict[str, tuple[str, str]] = {
-    "REDIS_MASTER_NAME": ("master_name", "str"),
-    "REDIS_USERNAME": ("username", "str"),
-    "REDIS_SENTINEL_USERNAME": ("sentinel_username", "str"),
-    "REDIS_DB": ("db", "int"),
-    "REDIS_TLS": ("tls", "bool"),
-    "REDIS_TLS_CA_FILE": ("tls_ca_file", "file"),
-    "REDIS_TLS_CERT_FILE": ("tls_cert_file", "file"),
-    "REDIS_TLS_KEY_FILE": ("tls_key_file", "file"),
-    "REDIS_RETRY_DEADLINE": ("retry_deadline_s", "float"),
-    "REDIS_CONNECT_TIMEOUT": ("connect_timeout_s", "float"),
-    "REDIS_SOCKET_TIMEOUT": ("socket_timeout_s", "float"),
-    "REDIS_SENTINEL_TIMEOUT": ("sentinel_timeout_s", "float"),
-    "REDIS_HEALTH_CHECK_INTERVAL": ("health_check_interval_s", "float"),
-    "REDIS_CLIENT_NAME": ("client_name", "str"),
-}
-
-
 def _from_env(env: Mapping[str, str], errors: _Collector) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if env.get("REDIS_SENTINELS", "").strip():
@@ -271,80 +410,186 @@ def _from_env(env: Mapping[str, str], errors: _Collector) -> dict[str, Any]:
             continue
         if kind == "bool":
             values[name] = _parse_bool(raw, var, errors)
-        elif kind in ("int", "float"):
-            values[name] = _parse_number(raw, var, errors, integer=kind == "int", minimum=0)
+        elif kind == "int":
+            values[name] = _parse_whole(raw, var, errors, minimum=0)
+        elif kind in ("seconds", "seconds0"):
+            values[name] = _parse_seconds(raw, var, errors, zero_allowed=kind == "seconds0")
         else:
             values[name] = raw
-    for var, name in (("REDIS_PASSWORD", "password"), ("REDIS_SENTINEL_PASSWORD", "sentinel_password")):
+    for var, name in zip(_SECRET_VARS, ("password", "sentinel_password"), strict=True):
         secret = _secret(env, var, errors)
         if secret is not None:
             values[name] = secret
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+# URLs.
+
+_URL_EXPECTED = (
+    "expected redis+sentinel://[user:password@]host:port[,host:port...]/master_name[/db] "
+    "or redis://[user:password@]host:port[/db]"
+)
+_URL_OPTIONS = ("sentinel_username", "sentinel_password", "client_name")
+_SCHEME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}")
+_OPTION_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+# A host list entry whose port, if any, is a number of at most 5 digits.
+_PORT_PATTERN = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(:[0-9]{0,5})?")
+
+
+@dataclass(frozen=True)
+class _UrlParts:
+    """A URL cut at its first ``://``, the first ``/`` or ``?`` after it, and the last ``@``
+    before that. Parts are still percent-encoded."""
+
+    scheme: str
+    userinfo: str | None
+    hosts: str
+    path: str
+    query: str | None
+
+
+def _split_url(url: str) -> tuple[_UrlParts | None, str | None]:
+    """The URL's parts, or a problem saying why it cannot be cut safely (quoting none of it).
+
+    Refused, since a message quoting the host list, path or options would show a password: an
+    ``@`` after the host list (a raw ``/`` or ``?`` in the password moved part of it there, or an
+    option value holds a raw ``@``), and a port that is not a number in a URL without ``@`` (the
+    password of ``redis://app:password`` written without its ``@host``).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or not _SCHEME_PATTERN.fullmatch(scheme):
+        return None, (
+            "does not start with redis+sentinel://, rediss+sentinel://, redis:// or rediss:// "
+            f"(the value is not shown: it may hold a password); {_URL_EXPECTED}"
+        )
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, after = rest[:cut], rest[cut:]
+    userinfo, at, hosts = authority.rpartition("@")
+    path, question, query = after.partition("?")
+    if "@" in after:
+        return None, (
+            "has an '@' after its host list (the value is not shown: it may hold a password); "
+            "percent-encode / ? @ in a password or option value as %2F %3F %40"
+        )
+    if not at and not all(_PORT_PATTERN.fullmatch(entry.strip()) for entry in hosts.split(",")):
+        return None, (
+            "has no '@' and a host whose port is not a number (the value is not shown: without "
+            f"'@host' the password is where the port goes); {_URL_EXPECTED}"
+        )
+    return _UrlParts(scheme, userinfo if at else None, hosts, path, query if question else None), None
+
+
+def mask_url(url: str) -> str:
+    """The URL as a message may show it: user, password, every option value and every unknown
+    option replaced by ``***`` (a raw ``&`` in a password makes its tail look like an option),
+    nothing at all when it cannot be cut safely. Pure."""
+    parts, _ = _split_url(url)
+    if parts is None:
+        return "(not shown)"
+    userinfo = "***@" if parts.userinfo is not None else ""
+    keys = (item.partition("=")[0] for item in (parts.query or "").split("&") if item)
+    options = "&".join(f"{key}=***" if key in _URL_OPTIONS else "***" for key in keys)
+    query = "" if parts.query is None else f"?{options}"
+    return f"{parts.scheme}://{userinfo}{parts.hosts}{parts.path}{query}"
 
 
 def _from_url(url: str, source: str, errors: _Collector) -> dict[str, Any]:
-    """Parse redis+sentinel://user:pass@h1:26379,h2:26379/mymaster/0 or redis[s]://host:port/db."""
-    shown = _redact_url(url)
-    expected = (
-        "expected redis+sentinel://[user:password@]host:port[,host:port...]/master_name[/db] "
-        "or redis://[user:password@]host:port[/db]"
-    )
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in _URL_SCHEMES:
-        errors.add(f"{source} '{shown}' has an unknown scheme '{scheme}'; {expected}")
+    """Parse redis+sentinel://user:pass@h1:26379,h2:26379/mymaster/0 or redis[s]://host:port/db.
+
+    No message quotes the user, the password or an option's value."""
+    parts, problem = _split_url(url)
+    if parts is None:
+        errors.add(f"{source} {problem}")
         return {}
-    values: dict[str, Any] = {"tls": scheme.startswith("rediss")}
-    rest, _, query = rest.partition("?")
-    netloc, _, path = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if at:
-        user, colon, password = userinfo.partition(":")
+    shown = mask_url(url)
+    if parts.scheme not in _URL_SCHEMES:
+        errors.add(f"{source} '{shown}' has an unknown scheme '{parts.scheme}'; {_URL_EXPECTED}")
+        return {}
+    values: dict[str, Any] = {"tls": parts.scheme.startswith("rediss")}
+    if parts.userinfo is not None:
+        user, colon, password = parts.userinfo.partition(":")
         if user:
             values["username"] = unquote(user)
         if colon:
             values["password"] = Secret(unquote(password))
-    segments = [s for s in path.split("/") if s]
-    if scheme.endswith("+sentinel"):
-        values["sentinels"] = parse_sentinels(hosts, f"{source} host list", errors)
+    segments = [s for s in parts.path.split("/") if s]
+    if parts.scheme.endswith("+sentinel"):
+        values["sentinels"] = parse_sentinels(parts.hosts, f"{source} host list", errors)
         if not segments:
-            errors.add(f"{source} '{shown}' names no master; {expected}")
+            errors.add(f"{source} '{shown}' names no master; {_URL_EXPECTED}")
         else:
             values["master_name"] = unquote(segments[0])
         db_segments = segments[1:]
     else:
-        node = parse_address(hosts, f"{source} host", DEFAULT_REDIS_PORT, errors)
+        node = parse_address(parts.hosts, f"{source} host", DEFAULT_REDIS_PORT, errors)
         if node is not None:
             values["node"] = node
         values["sentinels"] = ()
         db_segments = segments
     if len(db_segments) > 1:
-        errors.add(f"{source} '{shown}' has extra path segments; {expected}")
+        errors.add(f"{source} '{shown}' has extra path segments; {_URL_EXPECTED}")
     elif db_segments:
-        values["db"] = _parse_number(db_segments[0], f"{source} database", errors, integer=True, minimum=0)
-    for key, items in parse_qs(query).items():
-        if key == "sentinel_password":
-            values["sentinel_password"] = Secret(items[-1])
-        elif key == "sentinel_username":
-            values["sentinel_username"] = items[-1]
-        elif key == "client_name":
-            values["client_name"] = items[-1]
+        values["db"] = _parse_whole(db_segments[0], f"{source} database", errors, minimum=0)
+    for item in filter(None, (parts.query or "").split("&")):
+        key, eq, value = item.partition("=")
+        known = f"known: {', '.join(_URL_OPTIONS)}; percent-encode & = in a value as %26 %3D"
+        if key in _URL_OPTIONS and eq:
+            values[key] = Secret(unquote(value)) if key == "sentinel_password" else unquote(value)
+            continue
+        # Quoted only when it is a near miss of a known option: otherwise it may be a piece of a
+        # password holding a raw '&'.
+        close = difflib.get_close_matches(key, _URL_OPTIONS, n=1) if _OPTION_PATTERN.fullmatch(key) else []
+        if close:
+            errors.add(f"{source} '{shown}' has an unknown option '{key}' (did you mean {close[0]}?); {known}")
+        elif eq:
+            errors.add(f"{source} '{shown}' has an unknown option (name not shown); {known}")
         else:
-            errors.add(
-                f"{source} '{shown}' has an unknown option '{key}'; "
-                "known: sentinel_username, sentinel_password, client_name"
-            )
+            errors.add(f"{source} '{shown}' has an option that is not name=value (not shown); {known}")
     return {k: v for k, v in values.items() if v is not None}
 
 
+# Keyword arguments.
+
 _FIELD_NAMES = {f.name for f in dataclasses.fields(Settings)}
+_SECONDS_FIELDS = {name: kind == "seconds0" for name, kind in _ENV_FIELDS.values() if kind.startswith("seconds")}
+_TEXT_FIELDS = {name for name, kind in _ENV_FIELDS.values() if kind in ("str", "file")}
+
+
+def _from_overrides(overrides: Mapping[str, Any], errors: _Collector) -> dict[str, Any]:
+    """Keyword arguments checked like the variables they stand for; a secret's value is never shown."""
+    values: dict[str, Any] = {}
+    for key, given in overrides.items():
+        source = f"keyword argument {key}"
+        value = given
+        if key not in _FIELD_NAMES:
+            errors.add(f"unknown setting '{key}'; known settings: {', '.join(sorted(_FIELD_NAMES))}")
+            continue
+        if given is None:
+            continue
+        if key in ("password", "sentinel_password"):
+            if isinstance(given, str):
+                value = Secret(given)
+            elif not isinstance(given, Secret):
+                errors.add(f"{source} is a {type(given).__name__}; expected a str or a redis_ha Secret")
+                continue
+        elif key == "sentinels" and isinstance(given, str):
+            value = parse_sentinels(given, "sentinels", errors)
+        elif key in _SECONDS_FIELDS:
+            value = _parse_seconds(given, source, errors, zero_allowed=_SECONDS_FIELDS[key])
+        elif key in ("db", "watched_sentinels"):
+            minimum = 0 if key == "db" else 1
+            if isinstance(given, bool) or not isinstance(given, int) or given < minimum:
+                errors.add(f"{source} is {given!r}; expected a whole number of at least {minimum}")
+                continue
+        elif key in ("tls", "retry_unsafe_commands") and not isinstance(given, bool):
+            errors.add(f"{source} is {given!r}; expected True or False")
+            continue
+        elif key in _TEXT_FIELDS and not isinstance(given, str):
+            errors.add(f"{source} is {given!r}; expected a str")
+            continue
+        if value is not None:
+            values[key] = value
+    return values
 
 
 def load_settings(
@@ -355,35 +600,31 @@ def load_settings(
     """Build validated ``Settings``: environment, then URL, then keyword overrides.
 
     Raises ``ConfigError`` listing every problem. Password overrides may be plain strings.
+    Unknown ``REDIS_*`` / ``RQ_*`` variables get one warning per process (see ``unknown_env_vars``).
     """
     env = os.environ if env is None else env
+    _warn_unknown_env_vars(env)
     errors = _Collector()
     values = _from_env(env, errors)
+    env_url = env.get("REDIS_URL", "").strip()
     if url:
         values.update(_from_url(url, "url", errors))
-    elif env.get("REDIS_URL", "").strip():
-        values.update(_from_url(env["REDIS_URL"].strip(), "REDIS_URL", errors))
-    for key, given in overrides.items():
-        if key not in _FIELD_NAMES:
-            errors.add(f"unknown setting '{key}'; known settings: {', '.join(sorted(_FIELD_NAMES))}")
-            continue
-        value = given
-        if key in ("password", "sentinel_password") and isinstance(given, str):
-            value = Secret(given)
-        if key == "sentinels" and isinstance(given, str):
-            value = parse_sentinels(given, "sentinels", errors)
-        if value is not None:
-            values[key] = value
+    elif env_url:
+        values.update(_from_url(env_url, "REDIS_URL", errors))
+    values.update(_from_overrides(overrides, errors))
     settings = Settings(**{k: v for k, v in values.items() if k in _FIELD_NAMES})
-    _check(settings, errors)
+    _check(settings, errors, url_given=bool(url or env_url))
     if errors.problems:
         raise ConfigError(errors.problems)
     return settings
 
 
-def _check(s: Settings, errors: _Collector) -> None:
-    """Cross-field checks that only make sense on the merged result."""
-    if not s.sentinels and s.node is None:
+def _check(s: Settings, errors: _Collector, *, url_given: bool) -> None:
+    """Cross-field checks that only make sense on the merged result.
+
+    A user name without a password is fine: a Redis user with ``nopass`` (redis-py then sends
+    ``AUTH user ""``, which such a user accepts)."""
+    if not s.sentinels and s.node is None and not url_given:  # a bad URL has said why already
         errors.add(
             "no Redis location configured; set REDIS_SENTINELS=host:port,host:port,... "
             "(and REDIS_MASTER_NAME) or REDIS_URL"
@@ -392,25 +633,6 @@ def _check(s: Settings, errors: _Collector) -> None:
         errors.add("both sentinels and a single node are configured; use one of them")
     if not s.master_name.strip():
         errors.add("REDIS_MASTER_NAME is empty; expected the name Sentinel monitors, e.g. mymaster")
-    if s.username and s.password is None:
-        errors.add(f"REDIS_USERNAME is '{s.username}' but no REDIS_PASSWORD or REDIS_PASSWORD_FILE is set")
-    if s.sentinel_username and s.sentinel_password is None:
-        errors.add(
-            f"REDIS_SENTINEL_USERNAME is '{s.sentinel_username}' but no "
-            "REDIS_SENTINEL_PASSWORD or REDIS_SENTINEL_PASSWORD_FILE is set"
-        )
-    if s.db < 0:
-        errors.add(f"REDIS_DB is {s.db}; expected a database number of 0 or more")
-    for var, value in (
-        ("REDIS_RETRY_DEADLINE", s.retry_deadline_s),
-        ("REDIS_CONNECT_TIMEOUT", s.connect_timeout_s),
-        ("REDIS_SOCKET_TIMEOUT", s.socket_timeout_s),
-        ("REDIS_SENTINEL_TIMEOUT", s.sentinel_timeout_s),
-    ):
-        if value <= 0:
-            errors.add(f"{var} is {value:g}; expected a positive number of seconds")
-    if s.watched_sentinels < 1:
-        errors.add(f"watched_sentinels is {s.watched_sentinels}; expected at least 1")
     tls_files = (
         ("REDIS_TLS_CA_FILE", s.tls_ca_file),
         ("REDIS_TLS_CERT_FILE", s.tls_cert_file),

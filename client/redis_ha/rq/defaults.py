@@ -6,9 +6,11 @@ expected form. Unset variables take the defaults below (units in the names).
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from redis_ha.errors import ConfigError
 
@@ -50,6 +52,11 @@ class RQSettings:
     outbox_path: str | None = None
     enqueue_dedup_ttl_s: int = DEFAULT_ENQUEUE_DEDUP_TTL_S
 
+    def __post_init__(self) -> None:
+        problems = rq_settings_problems(self)
+        if problems:
+            raise ConfigError(problems)
+
     def describe(self) -> str:
         durable = {0: "off", DURABLE_ALL: "all replicas"}.get(
             self.durable_replicas, f"{self.durable_replicas} replicas"
@@ -63,22 +70,60 @@ class RQSettings:
         )
 
 
-def _int(
-    env: Mapping[str, str], var: str, minimum: int, problems: list[str], *, allow_minus_one: bool = False
-) -> int | None:
-    raw = env.get(var, "").strip()
-    if not raw:
-        return None
+def rq_settings_problems(settings: RQSettings) -> list[str]:
+    """Why settings built in code (not from the environment) are unusable: every count and
+    duration must be a whole number, which also keeps out inf and nan. Pure."""
+    problems = []
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        unit = "milliseconds" if f.name.endswith("_ms") else "seconds" if f.name.endswith("_s") else "retries"
+        if f.name == "outbox_path":
+            continue
+        if f.name == "retry_intervals_s":
+            if not isinstance(value, tuple | list) or not all(_is_whole(n) for n in value):
+                problems.append(f"RQSettings {f.name} is {value!r}; expected a tuple of whole numbers of seconds")
+        elif not _is_whole(value):
+            problems.append(f"RQSettings {f.name} is {value!r}; expected a whole number of {unit}")
+    return problems
+
+
+def _is_whole(value: object) -> bool:
+    """An int and not a bool: float inf and nan are not."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_WHOLE = re.compile(r"-?[0-9]+")
+_NATURAL = re.compile(r"[0-9]+")
+
+# Variable, RQSettings field, least value, -1 allowed (= never expires), unit.
+_WHOLE_VARS = (
+    ("RQ_RETRY_MAX", "retry_max", 0, False, "retries"),
+    ("RQ_JOB_TIMEOUT", "job_timeout_s", 1, True, "seconds"),
+    ("RQ_RESULT_TTL", "result_ttl_s", 0, True, "seconds"),
+    ("RQ_FAILURE_TTL", "failure_ttl_s", 1, True, "seconds"),
+    ("RQ_DURABLE_TIMEOUT_MS", "durable_timeout_ms", 1, False, "milliseconds"),
+    ("RQ_ENQUEUE_DEDUP_TTL", "enqueue_dedup_ttl_s", 0, False, "seconds"),
+)
+
+
+def _whole_problem(var: str, raw: str, minimum: int, minus_one: bool, unit: str) -> str | None:
+    """Why ``raw`` is not a whole number of ``unit`` of at least ``minimum``; None if it is one. Pure."""
+    never = " (or -1 for never)" if minus_one else ""
+    expected = f"expected a whole number of {unit} of at least {minimum}{never}"
+    value = int(raw) if _WHOLE.fullmatch(raw) else None
+    if value is None and not _finite(raw):
+        return f"{var} is '{raw}', which is not finite (inf and nan are refused); {expected}"
+    if value is None or (value < minimum and not (minus_one and value == -1)):
+        return f"{var} is '{raw}'; {expected}"
+    return None
+
+
+def _finite(text: str) -> bool:
+    """False for inf, nan and 1e999 in any spelling; True for anything else, numbers or not."""
     try:
-        value = int(raw)
+        return math.isfinite(float(text))
     except ValueError:
-        problems.append(f"{var} is '{raw}'; expected a whole number")
-        return None
-    if value < minimum and not (allow_minus_one and value == -1):
-        extra = " (or -1 for never)" if allow_minus_one else ""
-        problems.append(f"{var} is '{raw}'; expected a whole number of at least {minimum}{extra}")
-        return None
-    return value
+        return True
 
 
 def load_rq_settings(env: Mapping[str, str] | None = None) -> RQSettings:
@@ -89,32 +134,31 @@ def load_rq_settings(env: Mapping[str, str] | None = None) -> RQSettings:
     env = os.environ if env is None else env
     problems: list[str] = []
     values: dict[str, object] = {}
-    for var, name, minimum, minus_one in (
-        ("RQ_RETRY_MAX", "retry_max", 0, False),
-        ("RQ_JOB_TIMEOUT", "job_timeout_s", 1, True),
-        ("RQ_RESULT_TTL", "result_ttl_s", 0, True),
-        ("RQ_FAILURE_TTL", "failure_ttl_s", 1, True),
-        ("RQ_DURABLE_TIMEOUT_MS", "durable_timeout_ms", 1, False),
-        ("RQ_ENQUEUE_DEDUP_TTL", "enqueue_dedup_ttl_s", 0, False),
-    ):
-        value = _int(env, var, minimum, problems, allow_minus_one=minus_one)
-        if value is not None:
-            values[name] = value
+    for var, name, minimum, minus_one, unit in _WHOLE_VARS:
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        problem = _whole_problem(var, raw, minimum, minus_one, unit)
+        if problem:
+            problems.append(problem)
+        else:
+            values[name] = int(raw)
     raw_intervals = env.get("RQ_RETRY_INTERVALS", "").strip()
     if raw_intervals:
         parts = [p.strip() for p in raw_intervals.split(",")]
-        if all(p.isdigit() for p in parts):
+        if all(_NATURAL.fullmatch(p) for p in parts):
             values["retry_intervals_s"] = tuple(int(p) for p in parts)
         else:
             problems.append(
-                f"RQ_RETRY_INTERVALS is '{raw_intervals}'; expected whole seconds separated by commas, e.g. 10,30,60"
+                f"RQ_RETRY_INTERVALS is '{raw_intervals}'; expected whole seconds separated by commas, e.g. 10,30,60 "
+                "(not inf or nan)"
             )
     raw_durable = env.get("RQ_DURABLE", "").strip().lower()
     if raw_durable in ("all", "yes", "true", "on"):
         values["durable_replicas"] = DURABLE_ALL
     elif raw_durable in ("", "0", "no", "false", "off"):
         pass
-    elif raw_durable.isdigit():
+    elif _NATURAL.fullmatch(raw_durable):
         values["durable_replicas"] = int(raw_durable)
     else:
         problems.append(f"RQ_DURABLE is '{raw_durable}'; expected 0 (off), a number of replicas, or 'all'")

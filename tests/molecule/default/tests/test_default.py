@@ -188,10 +188,11 @@ def test_redis_host_config_files_have_their_modes_and_owners(
 
 
 @pytest.mark.parametrize("name", APP_HOSTS)
-def test_app_env_file_is_readable_by_the_service_user_only(lab: Lab, name: str) -> None:
+def test_app_env_file_is_owned_by_root_and_readable_by_the_service_group_only(lab: Lab, name: str) -> None:
+    """root:redis-ha-app 0640: the worker reads its credentials but cannot rewrite them."""
     f = lab.host(name).file(APP_ENV_FILE)
     assert f.exists
-    assert (f.user, f.group, f.mode) == ("redis-ha-app", "redis-ha-app", 0o600)
+    assert (f.user, f.group, f.mode) == ("root", "redis-ha-app", 0o640)
     # Not `assert ... in f.content_string`: pytest would print the passwords on failure.
     names = [line.split("=", 1)[0] for line in f.content_string.splitlines() if "=" in line]
     assert {"REDIS_SENTINELS", "REDIS_MASTER_NAME", "REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD"} <= set(names)
