@@ -232,11 +232,14 @@ def tls_files(directory: Path, hosts: list[str]) -> tuple[dict[str, Any], dict[s
     (directory / "ca.crt").write_text("CA\n")
     host_vars = {}
     for host in hosts:
-        for kind in ("crt", "key"):
-            (directory / f"{host}.{kind}").write_text(f"{host} {kind}\n")
+        for name in (host, f"{host}-exporter"):
+            for kind in ("crt", "key"):
+                (directory / f"{name}.{kind}").write_text(f"{name} {kind}\n")
         host_vars[host] = {
             "redis_ha_tls_cert_src": str(directory / f"{host}.crt"),
             "redis_ha_tls_key_src": str(directory / f"{host}.key"),
+            "redis_exporter_tls_cert_src": str(directory / f"{host}-exporter.crt"),
+            "redis_exporter_tls_key_src": str(directory / f"{host}-exporter.key"),
         }
     return {"redis_ha_tls": True, "redis_ha_tls_ca_src": str(directory / "ca.crt")}, host_vars
 
@@ -306,6 +309,10 @@ HOST_DEFAULTS: dict[str, Any] = {
     "redis_ha_tls_ca_src": "",
     "redis_ha_tls_cert_src": "",
     "redis_ha_tls_key_src": "",
+    "redis_exporter_tls_cert_src": "",
+    "redis_exporter_tls_key_src": "",
+    "redis_acl_app_rules": "~* +@all -@admin -@dangerous +info +role",
+    "redis_acl_app_channels": ["rq:*"],
     "redis_bind_extra_addresses": [],
     "redis_databases": 16,
     "redis_maxmemory_policy": "noeviction",
@@ -575,9 +582,14 @@ def test_eviction_with_its_override_and_tls_with_every_file_pass() -> None:
     tls = {host: {**HOST_DEFAULTS, "redis_ha_tls": True} for host in HOSTS}
     for host in HOSTS:
         tls[host].update(
-            redis_ha_tls_ca_src="/c/ca.crt", redis_ha_tls_cert_src=f"/c/{host}.crt", redis_ha_tls_key_src=f"{host}.key"
+            redis_ha_tls_ca_src="/c/ca.crt",
+            redis_ha_tls_cert_src=f"/c/{host}.crt",
+            redis_ha_tls_key_src=f"{host}.key",
+            redis_exporter_tls_cert_src=f"/c/{host}-exporter.crt",
+            redis_exporter_tls_key_src=f"/c/{host}-exporter.key",
         )
     files = ["/c/ca.crt", *(f"/c/{host}.crt" for host in HOSTS), *(f"{host}.key" for host in HOSTS)]
+    files += [f"/c/{host}-exporter.{kind}" for host in HOSTS for kind in ("crt", "key")]
     assert problems(hosts=tls, tls_files_found=files) == []
 
 
@@ -590,3 +602,31 @@ def test_per_host_problems_are_all_reported_together() -> None:
         addresses={"node1": "10.0.0.1", "node2": ANY_IPV4, "node3": "10.0.0.3"},
     )
     assert len(found) == 6, found
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"redis_acl_app_channels": ["rq:*", "*"]}, "channel pattern(s) * on node1, node2, node3, which match"),
+        ({"redis_acl_app_channels": ["__sentinel__:*"]}, "channel pattern(s) __sentinel__:* on"),
+        ({"redis_acl_app_rules": "~* &* +@all"}, "channel pattern(s) * on"),
+        ({"redis_acl_app_rules": "~* allchannels +@all"}, "channel pattern(s) * on"),
+        (
+            {"redis_acl_app_channels": "rq:*"},
+            "redis_acl_app_channels is 'rq:*' on node1, node2, node3: set it to a list",
+        ),
+    ],
+)
+def test_the_app_may_never_reach_sentinels_hello_channel(change: dict[str, Any], message: str) -> None:
+    found = problems(change)
+    assert any(message in problem for problem in found), found
+
+
+def test_the_exporters_may_not_present_the_nodes_server_key() -> None:
+    same = {
+        "redis_ha_tls": True,
+        "redis_ha_tls_key_src": "/pki/node.key",
+        "redis_exporter_tls_key_src": "/pki/node.key",
+    }
+    found = problems(same, tls=True)
+    assert any("redis_exporter_tls_key_src is the node's own server key on node1" in p for p in found), found

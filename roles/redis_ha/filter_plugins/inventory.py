@@ -11,6 +11,7 @@ several hosts is reported once, naming them all.
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -49,7 +50,11 @@ TLS_SOURCES = {
     "redis_ha_tls_ca_src": ("the CA certificate", "group_vars/all"),
     "redis_ha_tls_cert_src": ("that node's certificate", "its host_vars"),
     "redis_ha_tls_key_src": ("that node's private key", "its host_vars"),
+    "redis_exporter_tls_cert_src": ("the exporters' own client certificate", "its host_vars"),
+    "redis_exporter_tls_key_src": ("the exporters' own client key (not the node's server key)", "its host_vars"),
 }
+# Sentinel's hello channel: a client that may publish there can steer every Sentinel.
+HELLO_CHANNEL = "__sentinel__:hello"
 # Sentinel settings that must be whole numbers of at least this much.
 SENTINEL_MINIMUMS = {
     "sentinel_down_after_milliseconds": (1, "of milliseconds above 0 (default 5000)"),
@@ -320,12 +325,40 @@ def _redis_problems(settings: Mapping[str, Any], replicas: int, app_db: Any) -> 
                 f"numbered 0 to {databases - 1}; choose one of them (or raise redis_databases)."
             )
     problems.extend(_bind_problems(settings.get("redis_bind_extra_addresses", [])))
+    problems.extend(
+        _app_channel_problems(settings.get("redis_acl_app_rules", ""), settings.get("redis_acl_app_channels", ["rq:*"]))
+    )
     problems.extend(_extra_config_problems(settings.get("redis_extra_config", {}), _true(settings.get(ALLOW_UNSAFE))))
     return problems
 
 
+def _app_channel_problems(rules: Any, channels: Any) -> list[str]:
+    """The app's channels may never reach Sentinel's hello channel (Redis patterns are globs, as fnmatch's)."""
+    if not isinstance(channels, list) or not all(isinstance(channel, str) and channel for channel in channels):
+        return [
+            f"redis_acl_app_channels is {_show(channels)} on {{hosts}}: set it to a list of channel patterns, "
+            'e.g. ["rq:*"].'
+        ]
+    words = str(rules or "").split()
+    granted = [word[1:] for word in words if word.startswith("&")] + ["*" for word in words if word == "allchannels"]
+    hello = [pattern for pattern in [*channels, *granted] if fnmatch.fnmatchcase(HELLO_CHANNEL, pattern)]
+    if not hello:
+        return []
+    return [
+        f"The app user may use channel pattern(s) {', '.join(sorted(set(hello)))} on {{hosts}}, which match "
+        f"{HELLO_CHANNEL}: a forged hello message there steers every Sentinel. List only your own channels in "
+        "redis_acl_app_channels (default rq:*) and none in redis_acl_app_rules."
+    ]
+
+
 def _tls_problems(settings: Mapping[str, Any], files_found: Iterable[str]) -> list[str]:
     problems = []
+    cert_key = str(settings.get("redis_ha_tls_key_src") or "")
+    if cert_key and cert_key == str(settings.get("redis_exporter_tls_key_src") or ""):
+        problems.append(
+            "redis_exporter_tls_key_src is the node's own server key on {hosts}: give the exporters a client "
+            "certificate and key of their own."
+        )
     found = set(files_found)
     for name, (what, where) in TLS_SOURCES.items():
         path = str(settings.get(name) or "")
