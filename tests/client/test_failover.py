@@ -278,3 +278,11 @@ def test_app_user_without_role_permission_is_told_what_to_grant(cluster: Loopbac
     client = ha_client(cluster, username="norole", password="norole-password-123")
     with pytest.raises(redis_ha.ConfigError, match=r"user 'norole' may not run ROLE .* grant it \+role"):
         client.ping()
+
+
+def test_a_stream_read_blocking_longer_than_the_socket_timeout_returns_normally(cluster: LoopbackCluster) -> None:
+    client = ha_client(cluster, retry_deadline_s=8)
+    started = time.monotonic()
+    assert not client.xread({"events": "$"}, block=6000)  # nothing arrives: an empty reply, not an error
+    waited = time.monotonic() - started
+    assert 5.5 < waited < client.settings.socket_timeout_s + 6.0
