@@ -36,7 +36,7 @@ from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
 
 from redis_ha.client import HARedis
-from redis_ha.errors import describe_error
+from redis_ha.errors import AuthError, describe_error
 from redis_ha.rq.connection import RQRedis
 from redis_ha.rq.orphans import OrphanSweeper
 
@@ -50,6 +50,8 @@ MULTI_QUEUE_POLL_S = 0.5
 """With several queues, the longest a job on a lower-priority queue waits for an idle worker, seconds."""
 RECONNECT_PAUSE_MAX_S = 2.0
 """Longest pause between two attempts of the work loop while Redis is unreachable, seconds."""
+STILL_FAILING_LOG_INTERVAL_S = 30.0
+"""While Redis keeps failing the work loop, the worker says again what the error is this often, seconds."""
 SCHEDULER_CHECK_INTERVAL_S = 10.0
 """How often the worker checks that its scheduler process still runs, seconds."""
 COMPLETION_RETRY_PAUSE_S = 0.2
@@ -158,6 +160,8 @@ class HAWorker(Worker):
         self._outcomes_seen = (0, 0)
         self._sweeper: OrphanSweeper | None = None
         self._redis_lost_at: float | None = None
+        self._trouble_logged_at = 0.0
+        self._trouble_kind = ""
         self._failures = 0
         self._scheduler_checked_at = 0.0
         self.ha_connection: RQRedis = connection
@@ -253,13 +257,39 @@ class HAWorker(Worker):
             return
 
     def _redis_trouble(self, exc: BaseException) -> None:
-        """One log line when Redis is lost, then quiet retries with a short, jittered pause."""
+        """A log line naming the error when trouble starts or changes kind, again every
+        ``STILL_FAILING_LOG_INTERVAL_S`` while it lasts; retries with a short, jittered pause."""
         self._failures += 1
-        if self._redis_lost_at is None:
-            self._redis_lost_at = time.monotonic()
-            logger.warning("Worker %s lost Redis (%s); reconnecting through Sentinel.", self.name, describe_error(exc))
-            if self.ha_metrics is not None:
-                self.ha_metrics.reconnects.inc()
+        now_s = time.monotonic()
+        kind = trouble_kind(exc)
+        if self._redis_lost_at is None or kind != self._trouble_kind:
+            if self._redis_lost_at is None:
+                self._redis_lost_at = now_s
+                if self.ha_metrics is not None:
+                    self.ha_metrics.reconnects.inc()
+            self._trouble_kind, self._trouble_logged_at = kind, now_s
+            if kind == "lost":
+                logger.warning(
+                    "Worker %s lost Redis (%s); reconnecting through Sentinel.", self.name, describe_error(exc)
+                )
+            else:
+                logger.error(
+                    "Worker %s: Redis refuses the worker's commands (%s); retrying, and saying so every %gs "
+                    "until it stops.",
+                    self.name,
+                    describe_error(exc),
+                    STILL_FAILING_LOG_INTERVAL_S,
+                )
+        elif now_s - self._trouble_logged_at >= STILL_FAILING_LOG_INTERVAL_S:
+            self._trouble_logged_at = now_s
+            logger.log(
+                logging.WARNING if kind == "lost" else logging.ERROR,
+                "Worker %s: Redis still failing after %.0fs, %d attempts (%s).",
+                self.name,
+                now_s - self._redis_lost_at,
+                self._failures,
+                describe_error(exc),
+            )
         time.sleep(random.uniform(0.1, min(RECONNECT_PAUSE_MAX_S, 0.1 * 2**self._failures)))
 
     def _redis_back(self) -> None:
@@ -433,6 +463,17 @@ class HAWorker(Worker):
 
     def teardown(self) -> None:
         self._ha_teardown()
+
+
+def trouble_kind(error: BaseException) -> str:
+    """What kind of trouble ``error`` is, for the worker's log.
+
+    "lost": Redis could not be reached (the retry loop gave up); "refused": Redis answered with an
+    error that will come back until someone acts (NOPERM, OOM, a failing script, refused credentials).
+    """
+    if isinstance(error, AuthError) or not isinstance(error, (redis.ConnectionError, redis.TimeoutError, OSError)):
+        return "refused"
+    return "lost"
 
 
 def make_worker(queue_names: Sequence[str], connection: RQRedis, **kwargs: Any) -> HAWorker:
