@@ -11,7 +11,10 @@ dequeue (rq #1119, #1653, #1968, #2189), and its scheduler process dies on the f
 * the connection is an ``RQRedis``, so the scheduler process and ``WorkerPool`` workers, which
   RQ builds by cloning it, are Sentinel-aware too; work-horses are forked and inherit it;
 * the scheduler process rides through Redis errors and is restarted if it dies anyway;
-* an ``OrphanSweeper`` thread finds jobs orphaned by a failover within seconds;
+* an ``OrphanSweeper`` thread finds jobs orphaned by a failover within seconds; a job this
+  worker has taken but not started yet is marked as held by it (a holder key), so it is never
+  put back while this worker lives, however long it takes to start it, and the worker claims it
+  before running it, so a job put back meanwhile is not run here too;
 * a work-horse whose completion write fails on a broken connection retries it instead of
   recording a job that succeeded as failed.
 """
@@ -37,8 +40,8 @@ from rq.worker import Worker, WorkerStatus
 
 from redis_ha.client import HARedis
 from redis_ha.errors import AuthError, describe_error
-from redis_ha.rq.connection import RQRedis
-from redis_ha.rq.orphans import OrphanSweeper
+from redis_ha.rq.connection import RQRedis, run_idempotent_script
+from redis_ha.rq.orphans import CLAIM_SCRIPT, RELEASE_SCRIPT, OrphanSweeper, holder_key
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +167,7 @@ class HAWorker(Worker):
         self._trouble_kind = ""
         self._failures = 0
         self._scheduler_checked_at = 0.0
+        self._held: set[str] = set()  # job ids taken off a queue and not finished with (main process)
         self.ha_connection: RQRedis = connection
         super().__init__(
             queues,
@@ -205,6 +209,7 @@ class HAWorker(Worker):
                 self.name,
                 lambda: list(self.executions),
                 on_orphan=self._count_orphan,
+                held=lambda: list(self._held),
             )
             self._sweeper.start()
             if with_scheduler:
@@ -223,8 +228,7 @@ class HAWorker(Worker):
                     self._redis_back()
                     if result is None:
                         break
-                    job, queue = result
-                    self.execute_job(job, queue)
+                    self._run_held_job(*result)
                     self._count_outcomes()
                     self.heartbeat()
                     completed += 1
@@ -332,9 +336,60 @@ class HAWorker(Worker):
                 continue
             if result is not None:
                 job, queue = result
+                self._hold(job)
                 self.reorder_queues(reference_queue=queue)
                 logger.debug("Worker %s: %s: %s", self.name, queue.name, job.id)
             return result
+
+    # --- holding a job between dequeue and start ------------------------------------------------
+
+    @property
+    def _holder_ttl_s(self) -> int:
+        # As long as this worker's registration lives (RQ's heartbeat TTL): the key outlives the
+        # worker, so a job is never taken for abandoned while the worker that holds it is alive.
+        return int(self.worker_ttl) + 60
+
+    def _hold(self, job: Any) -> None:
+        """Record in Redis that this worker took ``job`` (in memory first: see ``orphans.stuck_reason``)."""
+        self._held.add(job.id)
+        try:
+            self.connection.set(holder_key(job.id), self.name, ex=self._holder_ttl_s)
+        except BaseException:
+            self._held.discard(job.id)
+            raise
+
+    def _claim(self, job: Any, queue: Any) -> bool:
+        """True when ``job`` is still this worker's to run: not put back on its queue meanwhile."""
+        keys = [holder_key(job.id), queue.intermediate_queue_key]
+        claimed = run_idempotent_script(self.ha_connection, CLAIM_SCRIPT, keys, [job.id, self.name, self._holder_ttl_s])
+        return bool(claimed)
+
+    def _run_held_job(self, job: Any, queue: Any) -> None:
+        try:
+            self.execute_job(job, queue)
+        except BaseException:
+            self._held.discard(job.id)  # the orphan check puts it back if it never started
+            raise
+        self._let_go(job)
+
+    def _let_go(self, job: Any) -> None:
+        self._held.discard(job.id)
+        try:
+            run_idempotent_script(self.ha_connection, RELEASE_SCRIPT, [holder_key(job.id)], [self.name])
+        except redis.RedisError as exc:  # the key expires on its own
+            logger.debug("Worker %s could not drop its hold on job %s (%s).", self.name, job.id, describe_error(exc))
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        if not self._claim(job, queue):
+            logger.warning(
+                "Worker %s: job %s was put back on queue '%s' while this worker held it (it was taken for gone); "
+                "leaving it to the worker that has it now instead of running it twice.",
+                self.name,
+                job.id,
+                queue.name,
+            )
+            return
+        super().execute_job(job, queue)
 
     # --- robustness around job execution -------------------------------------------------------
 
