@@ -16,7 +16,9 @@ dequeue (rq #1119, #1653, #1968, #2189), and its scheduler process dies on the f
   put back while this worker lives, however long it takes to start it, and the worker claims it
   before running it, so a job put back meanwhile is not run here too;
 * a work-horse whose completion write fails on a broken connection retries it instead of
-  recording a job that succeeded as failed.
+  recording a job that succeeded as failed;
+* with an outbox configured (``RQ_OUTBOX_PATH``), the worker sends the jobs producers left in it
+  once Redis answers, as every producer does.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from rq.worker import Worker, WorkerStatus
 from redis_ha.client import HARedis
 from redis_ha.errors import AuthError, describe_error
 from redis_ha.rq.connection import RQRedis, run_idempotent_script
+from redis_ha.rq.defaults import RQSettings, load_rq_settings
 from redis_ha.rq.orphans import CLAIM_SCRIPT, RELEASE_SCRIPT, OrphanSweeper, holder_key
+from redis_ha.rq.queue import OutboxFlusher, outbox_flusher
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +156,8 @@ class HAWorker(Worker):
         metrics: Any = None,
         job_monitoring_interval: int = HA_JOB_MONITORING_INTERVAL_S,
         worker_ttl: int = HA_WORKER_TTL_S,
+        *,
+        rq_settings: RQSettings | None = None,
         **kwargs: Any,
     ) -> None:
         if isinstance(connection, HARedis) and not isinstance(connection, RQRedis):
@@ -159,6 +165,8 @@ class HAWorker(Worker):
         if not isinstance(connection, RQRedis):
             raise TypeError("HAWorker needs a redis_ha connection (redis_ha.rq.rq_connection() or redis_ha.connect())")
         self.ha_metrics = metrics
+        self.rq_settings = rq_settings  # None: from the RQ_* environment, when the worker starts
+        self._outbox_flusher: OutboxFlusher | None = None
         self._outcomes: Any = multiprocessing.Array("q", 2)  # done, failed: written by work-horses
         self._outcomes_seen = (0, 0)
         self._sweeper: OrphanSweeper | None = None
@@ -212,6 +220,8 @@ class HAWorker(Worker):
                 held=lambda: list(self._held),
             )
             self._sweeper.start()
+            rq_settings = self.rq_settings if self.rq_settings is not None else load_rq_settings()
+            self._outbox_flusher = outbox_flusher(self.ha_connection, rq_settings)
             if with_scheduler:
                 self._until_redis_answers(lambda: self._start_scheduler(burst, logging_level, date_format, log_format))
             while True:
@@ -298,6 +308,8 @@ class HAWorker(Worker):
 
     def _redis_back(self) -> None:
         if self._redis_lost_at is not None:
+            if self._outbox_flusher is not None:
+                self._outbox_flusher.wake()
             logger.warning(
                 "Worker %s reached Redis again after %.1fs; working.",
                 self.name,
