@@ -34,6 +34,9 @@ class HARedis(redis.Redis):
         self.ha_role: Role = role  # not "role": that is the ROLE command's method
         pool = connection_pool or HAConnectionPool(settings, role)
         super().__init__(connection_pool=pool)
+        # As redis.Redis does: close() (and ``with``) releases the pool when this client made it,
+        # its failover watcher threads and Sentinel connections included.
+        self.auto_close_connection_pool = connection_pool is None
         self.ha_pool = pool
         self.retry_loop = RetryLoop(pool)
 

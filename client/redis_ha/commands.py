@@ -133,13 +133,34 @@ def block_seconds(args: Sequence[Any]) -> float | None:
         if name in _FIRST_ARG_TIMEOUT:
             return float(args[1])
         if name in ("XREAD", "XREADGROUP"):
-            upper = [a.upper() if isinstance(a, str) else a for a in args]
-            if "BLOCK" in upper:
-                return float(args[upper.index("BLOCK") + 1]) / 1000.0
+            block_ms = _stream_block_ms(args)
+            return None if block_ms is None else block_ms / 1000.0
         if name in ("WAIT", "WAITAOF"):
             return float(args[-1]) / 1000.0
     except (ValueError, IndexError, TypeError):
         return None
+    return None
+
+
+def _word(arg: Any) -> str:
+    """An argument as an upper-case word: redis-py sends its options as bytes (b"BLOCK"), callers may use str."""
+    if isinstance(arg, bytes):
+        return arg.decode("latin-1").upper()
+    return arg.upper() if isinstance(arg, str) else ""
+
+
+def _stream_block_ms(args: Sequence[Any]) -> float | None:
+    """The BLOCK milliseconds of XREAD/XREADGROUP, read from the options before STREAMS (whose keys and
+    ids, like a group or consumer name, may be any word, "block" included)."""
+    # XREAD [COUNT n] [BLOCK ms] STREAMS ...; XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS ...
+    index = 1
+    while index < len(args):
+        word = _word(args[index])
+        if word == "STREAMS":
+            return None
+        if word == "BLOCK":
+            return float(args[index + 1])
+        index += {"GROUP": 3, "COUNT": 2}.get(word, 1)
     return None
 
 

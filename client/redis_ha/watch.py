@@ -6,11 +6,14 @@ on the same host as the failed master — does not blind the client.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Callable
 
 import redis
+from redis.client import PubSub
 
 from redis_ha.config import Address, format_address
 from redis_ha.sentinel import SentinelDirectory, probe_client
@@ -20,6 +23,8 @@ logger = logging.getLogger(__name__)
 SUBSCRIBE_POLL_S = 1.0
 RESUBSCRIBE_DELAY_S = 0.5
 PUBSUB_HEALTH_CHECK_S = 5
+STOP_JOIN_TIMEOUT_S = 1.0
+"""Longest ``stop()`` waits for a watcher thread, seconds; a woken thread ends in milliseconds."""
 
 
 class SwitchWatcher:
@@ -30,6 +35,8 @@ class SwitchWatcher:
         self._on_switch = on_switch
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._listening: dict[int, PubSub] = {}  # slot -> its subscription, so stop() can wake it
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         count = min(self._directory.settings.watched_sentinels, max(1, len(self._directory.addresses)))
@@ -39,10 +46,15 @@ class SwitchWatcher:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        """End every watcher thread now: a thread waiting for a message is woken by closing its socket."""
         self._stop.set()
+        with self._lock:
+            listening = list(self._listening.values())
+        for pubsub in listening:
+            _interrupt(pubsub)
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(timeout=SUBSCRIBE_POLL_S * 2)
+                thread.join(timeout=STOP_JOIN_TIMEOUT_S)
 
     def _run(self, slot: int, stride: int) -> None:
         """Stay subscribed to one sentinel; on trouble move on to the next one."""
@@ -51,13 +63,13 @@ class SwitchWatcher:
             addresses = self._directory.addresses
             addr = addresses[index % len(addresses)]
             try:
-                self._listen(addr)
+                self._listen(addr, slot)
             except (redis.RedisError, OSError) as exc:
                 logger.debug("Stopped watching sentinel %s: %s", format_address(addr), exc)
             index += stride if len(addresses) > stride else 1
             self._stop.wait(RESUBSCRIBE_DELAY_S)
 
-    def _listen(self, addr: Address) -> None:
+    def _listen(self, addr: Address, slot: int) -> None:
         client = probe_client(
             self._directory.settings,
             addr,
@@ -66,6 +78,8 @@ class SwitchWatcher:
             health_check_interval=PUBSUB_HEALTH_CHECK_S,
         )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
+        with self._lock:
+            self._listening[slot] = pubsub
         try:
             pubsub.subscribe("+switch-master")
             logger.debug("Watching sentinel %s for +switch-master.", format_address(addr))
@@ -74,6 +88,8 @@ class SwitchWatcher:
                 if message and message.get("type") == "message":
                     self._handle(str(message["data"]), addr)
         finally:
+            with self._lock:
+                self._listening.pop(slot, None)
             pubsub.close()
             client.close()
 
@@ -86,3 +102,11 @@ class SwitchWatcher:
         new = (parts[3], int(parts[4]))
         logger.debug("Sentinel %s announced +switch-master %s", format_address(sentinel), data)
         self._on_switch(old, new)
+
+
+def _interrupt(pubsub: PubSub) -> None:
+    """Wake a thread blocked reading ``pubsub``; that thread then closes it."""
+    sock = getattr(pubsub.connection, "_sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

@@ -278,3 +278,47 @@ def test_app_user_without_role_permission_is_told_what_to_grant(cluster: Loopbac
     client = ha_client(cluster, username="norole", password="norole-password-123")
     with pytest.raises(redis_ha.ConfigError, match=r"user 'norole' may not run ROLE .* grant it \+role"):
         client.ping()
+
+
+def test_a_stream_read_blocking_longer_than_the_socket_timeout_returns_normally(cluster: LoopbackCluster) -> None:
+    client = ha_client(cluster, retry_deadline_s=8)
+    started = time.monotonic()
+    assert not client.xread({"events": "$"}, block=6000)  # nothing arrives: an empty reply, not an error
+    waited = time.monotonic() - started
+    assert 5.5 < waited < client.settings.socket_timeout_s + 6.0
+
+
+def test_closed_clients_leave_no_threads_or_sentinel_connections_behind(cluster: LoopbackCluster) -> None:
+    sentinels = [cluster.sentinel_client(index) for index in range(len(cluster.sentinels))]
+
+    def sentinel_connections() -> int:
+        return sum(len(sentinel.client_list()) for sentinel in sentinels)
+
+    sentinel_connections()  # our own connections to the sentinels are part of the baseline
+    baseline_threads, baseline_connections = threading.active_count(), sentinel_connections()
+    close_times: list[float] = []
+    for index in range(10):
+        client = ha_client(cluster)
+        client.ping()  # connects: starts the failover watchers, asks a sentinel for the master
+        wait_for(lambda: sentinel_connections() >= baseline_connections + 3, 10, "the client's sentinel connections")
+        started = time.monotonic()
+        if index % 2:
+            with client:
+                pass
+        else:
+            client.close()
+        close_times.append(time.monotonic() - started)
+
+    wait_for(lambda: threading.active_count() == baseline_threads, 2, "the clients' threads to end")
+    wait_for(lambda: sentinel_connections() == baseline_connections, 2, "the clients' sentinel connections to close")
+    assert max(close_times) < 0.3, close_times
+    for sentinel in sentinels:
+        sentinel.close()
+
+
+def wait_for(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout_s:g}s waiting for {what}")
+        time.sleep(0.05)

@@ -73,6 +73,16 @@ def test_blocking_commands_get_their_own_read_timeout() -> None:
     assert read_timeout_for(0, 5) is None
 
 
+def test_a_stream_reads_block_argument_is_found_however_redis_py_spells_it() -> None:
+    for word in ("BLOCK", b"BLOCK", "block", b"Block"):
+        assert block_seconds(("XREAD", word, 6000, "STREAMS", "s", "$")) == 6.0
+    assert block_seconds((b"XREAD", b"COUNT", 1, b"BLOCK", 0, b"STREAMS", b"s", b"$")) == 0.0
+    # A group, consumer or stream named "block" is not the BLOCK option.
+    assert block_seconds(("XREADGROUP", b"GROUP", b"block", b"c", b"BLOCK", 2500, b"STREAMS", b"s", b">")) == 2.5
+    assert block_seconds(("XREADGROUP", "GROUP", "g", "block", "STREAMS", "block", ">")) is None
+    assert block_seconds(("XREAD", b"STREAMS", b"block", b"$")) is None
+
+
 def test_backoff_is_jittered_and_capped() -> None:
     samples = [backoff_s(n) for n in range(1, 30) for _ in range(20)]
     assert all(0 <= s <= BACKOFF_CAP_S for s in samples)

@@ -100,12 +100,15 @@ def worker_process(
     log_path: Path,
     queues: tuple[str, ...] = ("default",),
     cli_args: tuple[str, ...] = (),
+    module: str = "redis_ha.cli",
     **extra: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``redis-ha worker QUEUE...`` in the background; stopped (SIGTERM, then SIGKILL) by its pid."""
+    """``redis-ha worker QUEUE...`` in the background; stopped (SIGTERM, then SIGKILL) by its pid.
+
+    ``module`` runs another entry point taking the same arguments (a test's patched worker)."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "redis_ha.cli", "worker", *cli_args, *queues],
+            [sys.executable, "-m", module, "worker", *cli_args, *queues],
             env=worker_env(cluster, extra),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -47,3 +47,20 @@ def test_a_queued_job_stuck_in_the_intermediate_list_goes_back_after_the_grace_p
     assert stuck_reason("j1", "default", "queued", STUCK_GRACE_S - 1) is None
     assert stuck_reason("j1", "default", "started", STUCK_GRACE_S + 1) is None
     assert "never started" in (stuck_reason("j1", "default", "queued", STUCK_GRACE_S + 1) or "")
+
+
+def test_a_queued_job_held_by_a_live_worker_is_never_put_back_however_long_it_waits() -> None:
+    for seen_for_s in (STUCK_GRACE_S + 1, 3600.0):
+        assert stuck_reason("j1", "default", "queued", seen_for_s, holder="other", holder_alive=True, me="me") is None
+
+
+def test_a_queued_job_held_by_a_gone_worker_is_put_back_at_once() -> None:
+    reason = stuck_reason("j1", "default", "queued", 0.0, holder="other", holder_alive=False, me="me")
+    assert "worker other, which is gone" in (reason or "")
+
+
+def test_a_queued_job_this_worker_holds_is_left_alone_and_one_it_let_go_of_is_put_back() -> None:
+    held = frozenset({"j1"})
+    assert stuck_reason("j1", "default", "queued", 3600.0, holder="me", me="me", held=held) is None
+    reason = stuck_reason("j1", "default", "queued", 0.0, holder="me", me="me", held=frozenset())
+    assert "let go of it without starting it" in (reason or "")

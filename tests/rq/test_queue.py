@@ -77,3 +77,12 @@ def test_durable_all_counts_the_replicas_streaming_from_the_master_when_sentinel
     assert queue.enqueuer.healthy_replicas() == 2
     job = queue.enqueue(jobs.noop, job_id="after")
     assert queue.connection.exists(job.key)
+
+
+@pytest.mark.integration
+def test_latest_result_waits_its_whole_timeout_on_a_healthy_master(cluster: LoopbackCluster) -> None:
+    queue = ha_queue(cluster, rq_settings=NO_RETRY)
+    job = queue.enqueue(jobs.noop)  # no worker runs: no result comes
+    started = time.monotonic()
+    assert job.latest_result(timeout=6) is None
+    assert 5.5 < time.monotonic() - started < 11.0

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 import redis
 import redis_ha
+from redis_ha.outbox import Outbox, OutboxEntry
 from redis_ha.rq import Queue, rq_connection
 from redis_ha.rq.connection import RQRedis
+from redis_ha.rq.queue import OUTBOX_BATCH, Enqueuer, OutboxFlusher
 from rq.job import Job, JobStatus
 from rq.queue import Queue as StockQueue
 
@@ -268,3 +270,89 @@ def test_rq_clones_of_the_connection_stay_sentinel_aware() -> None:
     assert clone.settings == original.settings
     with pytest.raises(redis.ConnectionError):
         clone.ping()
+
+
+def left_in_outbox(cluster: LoopbackCluster, outbox: Path, record: Path, count: int) -> list[str]:
+    """Jobs a producer process stored in ``outbox`` because it could not reach Redis; it has exited since."""
+    unreachable = {"REDIS_SENTINELS": f"127.0.0.1:{free_port()}", "REDIS_RETRY_DEADLINE": "1"}
+    env = worker_env(cluster, {"RQ_OUTBOX_PATH": str(outbox), **unreachable})
+    produced = subprocess.run(
+        [sys.executable, "-c", PRODUCER_SCRIPT, str(record), str(count)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO_ROOT,
+    )
+    ids = produced.stdout.split()
+    assert len(ids) == count, produced.stderr[-2000:]
+    return ids
+
+
+def test_a_running_producer_sends_the_jobs_another_process_left_in_the_outbox(
+    cluster: LoopbackCluster, tmp_path: Path
+) -> None:
+    record, outbox = tmp_path / "executions.txt", tmp_path / "outbox" / "jobs.db"
+    queue = Queue(
+        "default", connection=RQRedis(redis_ha.load_settings(env=cluster.env())), outbox=outbox, rq_settings=FAST_RETRY
+    )
+    queue.enqueue(jobs.noop)  # a long-lived producer, enqueueing straight into Redis
+    left = left_in_outbox(cluster, outbox, record, 5)
+    queue.enqueue(jobs.noop)
+    wait_until(
+        lambda: all(queue.connection.exists(Job.key_for(job_id)) for job_id in left),
+        20,
+        "the jobs the other process left to reach Redis",
+    )
+    assert queue.outbox is not None and len(queue.outbox) == 0
+
+
+def test_a_worker_sends_the_jobs_producers_left_in_the_outbox_and_runs_each_once(
+    cluster: LoopbackCluster, tmp_path: Path
+) -> None:
+    record, outbox = tmp_path / "executions.txt", tmp_path / "outbox" / "jobs.db"
+    left = left_in_outbox(cluster, outbox, record, 5)
+    with worker_process(cluster, tmp_path / "worker.log", RQ_OUTBOX_PATH=str(outbox)):
+        wait_until(lambda: set(jobs.executions(str(record))) == set(left), 30, "the outboxed jobs to run", 0.3)
+    assert set(jobs.executions(str(record)).values()) == {1}
+
+
+class CountingEnqueuer(Enqueuer):
+    """Counts the jobs it sends to Redis."""
+
+    def __init__(self, connection: RQRedis) -> None:
+        super().__init__(connection)
+        self.sent = 0
+
+    def send(self, entries: Any, replicas: int = 0, timeout_ms: int = 1000) -> list[int]:
+        self.sent += len(entries)
+        return super().send(entries, replicas, timeout_ms)
+
+
+def test_several_processes_draining_one_outbox_send_each_job_once(cluster: LoopbackCluster, tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    count = 3 * OUTBOX_BATCH
+    box = Outbox(path)
+    for i in range(count):
+        box.add(OutboxEntry(job_id=f"drained-{i}", queue="drained", mapping={"status": "queued", "origin": "drained"}))
+    settings = redis_ha.load_settings(env=cluster.env())
+    # One flusher per process normally; each has a handle of its own on the file, as processes do.
+    enqueuers = [CountingEnqueuer(RQRedis(settings)) for _ in range(3)]
+    flushers = [OutboxFlusher(Outbox(path), enqueuer, 0, 1000) for enqueuer in enqueuers]
+    start = threading.Barrier(len(flushers))
+
+    def drain(flusher: OutboxFlusher) -> None:
+        start.wait(10)
+        flusher.flush()
+
+    threads = [threading.Thread(target=drain, args=(f,)) for f in flushers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    wait_until(lambda: len(box) == 0, 20, "the outbox to drain")
+    for flusher in flushers:
+        flusher.close()
+    assert sum(enqueuer.sent for enqueuer in enqueuers) == count
+    assert enqueuers[0].connection.llen("rq:queue:drained") == count

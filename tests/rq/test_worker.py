@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
+import redis_ha
+from redis_ha.rq import worker as worker_module
+from redis_ha.rq.connection import RQRedis
+from redis_ha.rq.worker import make_worker
 from rq.job import Job, JobStatus
 
 from tests.rq import jobs
@@ -85,3 +91,26 @@ def test_a_multi_queue_worker_keeps_its_pid_through_a_master_kill_and_runs_every
     assert "Traceback" not in log, log[-3000:]
     # The kill hit the worker, and it followed the failover without leaving its loop.
     assert "Lost the master" in log and "Reconnected to the master" in log, log[-3000:]
+
+
+def test_a_persistent_refusal_by_redis_is_named_and_repeated_until_it_clears(
+    cluster: LoopbackCluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user that may do everything a worker does except take a job off a queue.
+    admin = cluster.redis_client(cluster.master_node())
+    password = "nodequeue-password-123"
+    admin.execute_command("ACL", "SETUSER", "nodequeue", "on", f">{password}", "~*", "&*", "+@all", "-blmove", "-lmove")
+    monkeypatch.setattr(worker_module, "STILL_FAILING_LOG_INTERVAL_S", 0.5, raising=False)
+    settings = redis_ha.load_settings(env=cluster.env() | {"REDIS_USERNAME": "nodequeue", "REDIS_PASSWORD": password})
+    worker = make_worker(["default"], RQRedis(settings))
+    stop = threading.Timer(5.0, lambda: setattr(worker, "_stop_requested", True))
+    caplog.set_level(logging.WARNING, logger="redis_ha.rq.worker")
+    stop.start()
+    try:
+        worker.work(with_scheduler=False)
+    finally:
+        stop.cancel()
+    refusal = "no permissions to run the 'blmove' command"  # NOPERM, as redis-py's NoPermissionError says it
+    said = [r.getMessage() for r in caplog.records if r.name == "redis_ha.rq.worker" and refusal in r.getMessage()]
+    assert len(said) >= 2, [r.getMessage() for r in caplog.records]
+    assert "lost Redis" not in said[0], "a refusal is not a lost connection"

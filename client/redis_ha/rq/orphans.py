@@ -9,8 +9,17 @@ notices when the execution's heartbeat expires (60 s or more) and its maintenanc
   running (it knows what it runs) is orphaned, at once;
 * other workers' executions: an entry whose worker is gone (no key, or dead) and whose last
   heartbeat is older than ``DEAD_WORKER_GRACE_S`` is orphaned;
-* the intermediate list (jobs moved off a queue by a worker that never started them): an entry
-  seen for ``STUCK_GRACE_S`` without being started is put back on its queue.
+* the intermediate list (jobs moved off a queue by a worker that has not started them yet): each
+  such job has a holder key naming the worker that took it (``HOLDER_KEY_PREFIX``), written right
+  after the dequeue. The job is put back on its queue only when that worker is known gone (its
+  registration expired: no heartbeat for the worker's TTL) or, for this worker's own jobs, when
+  it no longer holds the job; however long a live holder takes to start it. A job with no holder
+  key (the worker died between the dequeue and writing it, or the key was lost in a failover) is
+  put back once seen for ``STUCK_GRACE_S``.
+
+Before running a job the worker claims it (``CLAIM_SCRIPT``): if the job was put back meanwhile
+the claim fails and the worker leaves it to whoever has it now. Claim and put-back are scripts
+that each check the holder key, so exactly one of them wins.
 
 An orphaned execution is not handled here: its registry score is set to 0 (expired), and RQ's
 own ``StartedJobRegistry.cleanup`` then applies the job's retry policy (requeue or schedule
@@ -41,18 +50,53 @@ SWEEP_INTERVAL_S = 3.0
 DEAD_WORKER_GRACE_S = 20.0
 """An execution of a worker that is gone counts as orphaned once its heartbeat is this old, seconds."""
 STUCK_GRACE_S = 10.0
-"""A job left in a queue's intermediate list, not started, is put back after this long, seconds."""
+"""A job in a queue's intermediate list with no holder key, not started, is put back after this long, seconds."""
 SWEEP_LOCK_MS = 2500
 """One worker at a time hands orphans to RQ's cleanup per queue; the lock lives this long, ms."""
 
-# Put a job back on its queue only if it is still in the intermediate list (atomic, so repeating is harmless).
+HOLDER_KEY_PREFIX = "redis-ha:rq:holder:"
+"""``<prefix><job id>``: the worker that took the job off its queue and has not started it yet
+(``<name>``, or ``<name>|claimed`` once it is about to run it)."""
+CLAIMED_SUFFIX = "|claimed"
+
+# KEYS: intermediate list, queue, holder key. ARGV: job id, the holder value seen ("" = none).
+# Put a job back on its queue only if it is still in the intermediate list and its holder is the
+# one the decision was made on (atomic, so repeating is harmless).
 REQUEUE_STUCK_SCRIPT = """
+if (redis.call('GET', KEYS[3]) or '') ~= ARGV[2] then return 0 end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
   redis.call('LPUSH', KEYS[2], ARGV[1])
+  redis.call('DEL', KEYS[3])
   return 1
 end
 return 0
 """
+
+# KEYS: holder key, intermediate list. ARGV: job id, worker name, holder key TTL seconds.
+# 1: the job is still this worker's to run, and now marked as claimed; 0: it was put back meanwhile.
+CLAIM_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if holder ~= ARGV[2] and holder ~= ARGV[2] .. 'CLAIMED' then return 0 end
+if not redis.call('LPOS', KEYS[2], ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2] .. 'CLAIMED', 'EX', ARGV[3])
+return 1
+""".replace("CLAIMED", CLAIMED_SUFFIX)
+
+# KEYS: holder key. ARGV: worker name. Deletes the key only while it names this worker.
+RELEASE_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] or holder == ARGV[1] .. 'CLAIMED' then return redis.call('DEL', KEYS[1]) end
+return 0
+""".replace("CLAIMED", CLAIMED_SUFFIX)
+
+
+def holder_key(job_id: str) -> str:
+    return HOLDER_KEY_PREFIX + job_id
+
+
+def holder_name(value: str) -> str:
+    """The worker named by a holder key's value."""
+    return value.removesuffix(CLAIMED_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -92,9 +136,37 @@ def orphan_reason(view: ExecutionView, *, me: str, running: frozenset[str]) -> s
     return f"job {view.job_id} on queue '{view.queue}' was started by {who}, which no longer runs"
 
 
-def stuck_reason(job_id: str, queue: str, job_status: str | None, seen_for_s: float) -> str | None:
-    """Why a job in the intermediate list should go back on its queue, or None."""
-    if job_status != JobStatus.QUEUED.value or seen_for_s < STUCK_GRACE_S:
+def stuck_reason(
+    job_id: str,
+    queue: str,
+    job_status: str | None,
+    seen_for_s: float,
+    *,
+    holder: str = "",
+    holder_alive: bool = False,
+    me: str = "",
+    held: frozenset[str] = frozenset(),
+) -> str | None:
+    """Why a job in the intermediate list should go back on its queue, or None.
+
+    ``holder``: the worker its holder key names ("" = no key); ``holder_alive``: that worker's
+    registration is there and records no death; ``held``: the job ids this worker (``me``) holds
+    now, read *after* Redis was (the worker adds a job to memory before writing its holder key).
+    """
+    if job_status != JobStatus.QUEUED.value:
+        return None
+    if holder and holder == me:
+        if job_id in held:
+            return None
+        return f"job {job_id} was taken off queue '{queue}' by this worker, which let go of it without starting it"
+    if holder:
+        if holder_alive:
+            return None  # however long it takes: a live worker starts its job, or lets go of it
+        return (
+            f"job {job_id} was taken off queue '{queue}' by worker {holder}, which is gone (no heartbeat "
+            "within its TTL) and never started it"
+        )
+    if seen_for_s < STUCK_GRACE_S:
         return None
     return (
         f"job {job_id} was taken off queue '{queue}' {seen_for_s:.0f}s ago by a worker that never started it "
@@ -112,12 +184,15 @@ class OrphanSweeper:
         worker_name: str,
         running: Callable[[], Iterable[str]],
         on_orphan: Callable[[str], None] | None = None,
+        *,
+        held: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self.connection = connection
         self.queue_names = list(queue_names)
         self.worker_name = worker_name
         self.running = running
         self.on_orphan = on_orphan
+        self.held = held  # job ids this worker has taken off a queue and not finished with
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._first_seen: dict[tuple[str, str], float] = {}
@@ -231,17 +306,34 @@ class OrphanSweeper:
         with conn.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.hget(Job.key_for(job_id), "status")
-            statuses = [as_text(s) if s else None for s in pipe.execute()]
-        for job_id, status in zip(job_ids, statuses, strict=True):
+                pipe.get(holder_key(job_id))
+            replies = pipe.execute()
+        statuses = [as_text(s) if s else None for s in replies[0::2]]
+        holders = [as_text(h) if h else "" for h in replies[1::2]]
+        alive = self._alive(sorted({holder_name(h) for h in holders if h and holder_name(h) != self.worker_name}))
+        held = frozenset(self.held())
+        for job_id, status, holder in zip(job_ids, statuses, holders, strict=True):
             first = self._first_seen.setdefault((queue, job_id), now)
             if status is None or status in (JobStatus.FINISHED.value, JobStatus.FAILED.value):
                 if now - first >= STUCK_GRACE_S:
                     conn.lrem(intermediate_key, 1, job_id)
                 continue
-            reason = stuck_reason(job_id, queue, status, now - first)
+            name = holder_name(holder)
+            reason = stuck_reason(
+                job_id,
+                queue,
+                status,
+                now - first,
+                holder=name,
+                holder_alive=alive.get(name, False),
+                me=self.worker_name,
+                held=held,
+            )
             if reason is None:
                 continue
-            moved = run_idempotent_script(conn, REQUEUE_STUCK_SCRIPT, [intermediate_key, queue_key], [job_id])
+            moved = run_idempotent_script(
+                conn, REQUEUE_STUCK_SCRIPT, [intermediate_key, queue_key, holder_key(job_id)], [job_id, holder]
+            )
             if moved:
                 logger.warning("Stuck job put back: %s.", reason)
                 if self.on_orphan is not None:

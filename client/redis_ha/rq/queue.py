@@ -18,7 +18,10 @@ until the deadline, then ``NotDurable`` is raised. When the job already exists t
 still makes one small write, so ``WAIT`` covers the earlier attempt's writes as well.
 
 With an outbox (``outbox=path`` or ``RQ_OUTBOX_PATH``), a job that cannot reach Redis before
-the retry deadline is stored on disk and sent later, in order, by a background flusher.
+the retry deadline is stored on disk and sent later, in order, by a background flusher. Every
+producer and worker with the outbox configured looks into it every ``OUTBOX_CHECK_INTERVAL_S``
+and sends what it finds once Redis answers, jobs left by processes that have exited included;
+one process at a time sends (``Outbox.draining``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ REPLICA_COUNT_CACHE_S = 2.0
 """How long the number of healthy replicas (for ``durable="all"``) is reused, seconds."""
 OUTBOX_RETRY_PAUSE_S = 1.0
 """Pause between two flush attempts while Redis is still unreachable, seconds."""
+OUTBOX_CHECK_INTERVAL_S = 5.0
+"""How often a process looks for jobs in its outbox that it did not put there itself, seconds."""
+OUTBOX_STOP_TIMEOUT_S = 1.0
+"""Longest ``OutboxFlusher.close()`` waits for its thread, seconds."""
 OUTBOX_BATCH = 200
 """Jobs sent per flush round trip."""
 ACK_MARKER_KEY = "redis-ha:rq:enqueue-ack"
@@ -190,7 +197,8 @@ class Enqueuer:
 
 
 class OutboxFlusher:
-    """One background thread per outbox file and process, sending stored jobs once Redis is back."""
+    """One background thread per outbox file and process, sending stored jobs once Redis answers:
+    this process's, and those other processes left (it looks every ``OUTBOX_CHECK_INTERVAL_S``)."""
 
     def __init__(self, outbox: Outbox, enqueuer: Enqueuer, replicas: int, timeout_ms: int) -> None:
         self.outbox = outbox
@@ -198,55 +206,69 @@ class OutboxFlusher:
         self.replicas = replicas
         self.timeout_ms = timeout_ms
         self.redis_down = False
-        self.pending = len(outbox) > 0
+        self.pending = outbox.has_entries()  # True: jobs wait on disk, ours go after them
         self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
         if self.pending:
             logger.warning("Outbox %s holds %d job(s) from earlier; sending them.", outbox.path, len(outbox))
-            self.wake()
+            self._wake.set()  # at once, not after the first pause
+        self._thread = threading.Thread(target=self._run, name="redis-ha-outbox", daemon=True)
+        self._thread.start()
 
     def wake(self) -> None:
-        with self._lock:
-            self._wake.set()
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="redis-ha-outbox", daemon=True)
-                self._thread.start()
+        self._wake.set()
 
-    def flush(self) -> int:
-        """Send everything waiting, oldest first; return how many were sent. Raises while Redis is down."""
+    def close(self) -> None:
+        """Stop the background thread (jobs left on disk are sent by the next process to look)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=OUTBOX_STOP_TIMEOUT_S)
+
+    def flush(self, wait_s: float = 0.0) -> int:
+        """Send everything waiting, oldest first; return how many were sent. Raises while Redis is down.
+
+        While another process sends this outbox, waits up to ``wait_s`` for it, else sends nothing."""
+        return self._flush(wait_s) or 0
+
+    def _flush(self, wait_s: float) -> int | None:
+        """As ``flush``; None when another thread or process is sending the outbox."""
         sent = 0
-        while True:
-            batch = self.outbox.peek(OUTBOX_BATCH)
-            if not batch:
-                self.pending = False
-                return sent
-            self.enqueuer.send(batch, self.replicas, self.timeout_ms)
-            self.outbox.remove([entry.seq for entry in batch])
-            sent += len(batch)
+        with self.outbox.draining(wait_s) as ours:
+            if not ours:
+                return None
+            while True:
+                batch = self.outbox.peek(OUTBOX_BATCH)
+                if not batch:
+                    self.pending = False
+                    return sent
+                self.enqueuer.send(batch, self.replicas, self.timeout_ms)
+                self.outbox.remove([entry.seq for entry in batch])
+                sent += len(batch)
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
+            busy = self.pending or self.redis_down
+            self._wake.wait(OUTBOX_RETRY_PAUSE_S if busy else OUTBOX_CHECK_INTERVAL_S)
             self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                sent = self.flush()
+                if not (self.pending or self.outbox.has_entries()):
+                    continue
+                sent = self._flush(0.0)
             except RedisUnavailable as exc:
                 self.redis_down = True
                 logger.debug("Outbox flush postponed: %s", str(exc).splitlines()[0])
-                self._wake.wait(OUTBOX_RETRY_PAUSE_S)
                 continue
             except Exception:
                 logger.exception("Outbox flush failed; retrying in %.0fs.", OUTBOX_RETRY_PAUSE_S)
-                self._wake.wait(OUTBOX_RETRY_PAUSE_S)
                 continue
+            if sent is None:
+                continue  # another process is sending it
             if self.redis_down or sent:
                 logger.warning("Redis is reachable again; sent %d job(s) from outbox %s.", sent, self.outbox.path)
             self.redis_down = False
-            self._wake.wait(OUTBOX_RETRY_PAUSE_S)
-            with self._lock:
-                if not self._wake.is_set() and not self.pending:
-                    self._thread = None
-                    return
 
 
 _flushers: dict[tuple[str, int], OutboxFlusher] = {}
@@ -261,6 +283,20 @@ def _flusher_for(path: Path, enqueuer: Enqueuer, replicas: int, timeout_ms: int)
             flusher = OutboxFlusher(Outbox(path), enqueuer, replicas, timeout_ms)
             _flushers[key] = flusher
         return flusher
+
+
+def outbox_flusher(connection: HARedis, rq_settings: RQSettings) -> OutboxFlusher | None:
+    """This process's flusher for the outbox ``rq_settings`` names (None: no outbox configured).
+
+    A worker calls it too, so that jobs producers left on disk are sent while the worker runs."""
+    if rq_settings.outbox_path is None:
+        return None
+    return _flusher_for(
+        Path(rq_settings.outbox_path),
+        Enqueuer(connection, rq_settings.enqueue_dedup_ttl_s),
+        rq_settings.durable_replicas,
+        rq_settings.durable_timeout_ms,
+    )
 
 
 _CREATE_JOB_POSITIONAL = (
@@ -331,8 +367,12 @@ class Queue(rq.Queue):
         return self._flusher.outbox if self._flusher is not None else None
 
     def flush_outbox(self) -> int:
-        """Send what the outbox holds now (raises ``RedisUnavailable`` if Redis is still down)."""
-        return self._flusher.flush() if self._flusher is not None else 0
+        """Send what the outbox holds now (raises ``RedisUnavailable`` if Redis is still down).
+
+        If another process is sending it, waits for that (up to the retry deadline) and returns 0."""
+        if self._flusher is None:
+            return 0
+        return self._flusher.flush(wait_s=self.enqueuer.connection.settings.retry_deadline_s)
 
     # --- job defaults ----------------------------------------------------------------------
 

@@ -11,9 +11,14 @@ dequeue (rq #1119, #1653, #1968, #2189), and its scheduler process dies on the f
 * the connection is an ``RQRedis``, so the scheduler process and ``WorkerPool`` workers, which
   RQ builds by cloning it, are Sentinel-aware too; work-horses are forked and inherit it;
 * the scheduler process rides through Redis errors and is restarted if it dies anyway;
-* an ``OrphanSweeper`` thread finds jobs orphaned by a failover within seconds;
+* an ``OrphanSweeper`` thread finds jobs orphaned by a failover within seconds; a job this
+  worker has taken but not started yet is marked as held by it (a holder key), so it is never
+  put back while this worker lives, however long it takes to start it, and the worker claims it
+  before running it, so a job put back meanwhile is not run here too;
 * a work-horse whose completion write fails on a broken connection retries it instead of
-  recording a job that succeeded as failed.
+  recording a job that succeeded as failed;
+* with an outbox configured (``RQ_OUTBOX_PATH``), the worker sends the jobs producers left in it
+  once Redis answers, as every producer does.
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
 
 from redis_ha.client import HARedis
-from redis_ha.errors import describe_error
-from redis_ha.rq.connection import RQRedis
-from redis_ha.rq.orphans import OrphanSweeper
+from redis_ha.errors import AuthError, describe_error
+from redis_ha.rq.connection import RQRedis, run_idempotent_script
+from redis_ha.rq.defaults import RQSettings, load_rq_settings
+from redis_ha.rq.orphans import CLAIM_SCRIPT, RELEASE_SCRIPT, OrphanSweeper, holder_key
+from redis_ha.rq.queue import OutboxFlusher, outbox_flusher
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,8 @@ MULTI_QUEUE_POLL_S = 0.5
 """With several queues, the longest a job on a lower-priority queue waits for an idle worker, seconds."""
 RECONNECT_PAUSE_MAX_S = 2.0
 """Longest pause between two attempts of the work loop while Redis is unreachable, seconds."""
+STILL_FAILING_LOG_INTERVAL_S = 30.0
+"""While Redis keeps failing the work loop, the worker says again what the error is this often, seconds."""
 SCHEDULER_CHECK_INTERVAL_S = 10.0
 """How often the worker checks that its scheduler process still runs, seconds."""
 COMPLETION_RETRY_PAUSE_S = 0.2
@@ -147,6 +156,8 @@ class HAWorker(Worker):
         metrics: Any = None,
         job_monitoring_interval: int = HA_JOB_MONITORING_INTERVAL_S,
         worker_ttl: int = HA_WORKER_TTL_S,
+        *,
+        rq_settings: RQSettings | None = None,
         **kwargs: Any,
     ) -> None:
         if isinstance(connection, HARedis) and not isinstance(connection, RQRedis):
@@ -154,12 +165,17 @@ class HAWorker(Worker):
         if not isinstance(connection, RQRedis):
             raise TypeError("HAWorker needs a redis_ha connection (redis_ha.rq.rq_connection() or redis_ha.connect())")
         self.ha_metrics = metrics
+        self.rq_settings = rq_settings  # None: from the RQ_* environment, when the worker starts
+        self._outbox_flusher: OutboxFlusher | None = None
         self._outcomes: Any = multiprocessing.Array("q", 2)  # done, failed: written by work-horses
         self._outcomes_seen = (0, 0)
         self._sweeper: OrphanSweeper | None = None
         self._redis_lost_at: float | None = None
+        self._trouble_logged_at = 0.0
+        self._trouble_kind = ""
         self._failures = 0
         self._scheduler_checked_at = 0.0
+        self._held: set[str] = set()  # job ids taken off a queue and not finished with (main process)
         self.ha_connection: RQRedis = connection
         super().__init__(
             queues,
@@ -201,8 +217,11 @@ class HAWorker(Worker):
                 self.name,
                 lambda: list(self.executions),
                 on_orphan=self._count_orphan,
+                held=lambda: list(self._held),
             )
             self._sweeper.start()
+            rq_settings = self.rq_settings if self.rq_settings is not None else load_rq_settings()
+            self._outbox_flusher = outbox_flusher(self.ha_connection, rq_settings)
             if with_scheduler:
                 self._until_redis_answers(lambda: self._start_scheduler(burst, logging_level, date_format, log_format))
             while True:
@@ -219,8 +238,7 @@ class HAWorker(Worker):
                     self._redis_back()
                     if result is None:
                         break
-                    job, queue = result
-                    self.execute_job(job, queue)
+                    self._run_held_job(*result)
                     self._count_outcomes()
                     self.heartbeat()
                     completed += 1
@@ -253,17 +271,45 @@ class HAWorker(Worker):
             return
 
     def _redis_trouble(self, exc: BaseException) -> None:
-        """One log line when Redis is lost, then quiet retries with a short, jittered pause."""
+        """A log line naming the error when trouble starts or changes kind, again every
+        ``STILL_FAILING_LOG_INTERVAL_S`` while it lasts; retries with a short, jittered pause."""
         self._failures += 1
-        if self._redis_lost_at is None:
-            self._redis_lost_at = time.monotonic()
-            logger.warning("Worker %s lost Redis (%s); reconnecting through Sentinel.", self.name, describe_error(exc))
-            if self.ha_metrics is not None:
-                self.ha_metrics.reconnects.inc()
+        now_s = time.monotonic()
+        kind = trouble_kind(exc)
+        if self._redis_lost_at is None or kind != self._trouble_kind:
+            if self._redis_lost_at is None:
+                self._redis_lost_at = now_s
+                if self.ha_metrics is not None:
+                    self.ha_metrics.reconnects.inc()
+            self._trouble_kind, self._trouble_logged_at = kind, now_s
+            if kind == "lost":
+                logger.warning(
+                    "Worker %s lost Redis (%s); reconnecting through Sentinel.", self.name, describe_error(exc)
+                )
+            else:
+                logger.error(
+                    "Worker %s: Redis refuses the worker's commands (%s); retrying, and saying so every %gs "
+                    "until it stops.",
+                    self.name,
+                    describe_error(exc),
+                    STILL_FAILING_LOG_INTERVAL_S,
+                )
+        elif now_s - self._trouble_logged_at >= STILL_FAILING_LOG_INTERVAL_S:
+            self._trouble_logged_at = now_s
+            logger.log(
+                logging.WARNING if kind == "lost" else logging.ERROR,
+                "Worker %s: Redis still failing after %.0fs, %d attempts (%s).",
+                self.name,
+                now_s - self._redis_lost_at,
+                self._failures,
+                describe_error(exc),
+            )
         time.sleep(random.uniform(0.1, min(RECONNECT_PAUSE_MAX_S, 0.1 * 2**self._failures)))
 
     def _redis_back(self) -> None:
         if self._redis_lost_at is not None:
+            if self._outbox_flusher is not None:
+                self._outbox_flusher.wake()
             logger.warning(
                 "Worker %s reached Redis again after %.1fs; working.",
                 self.name,
@@ -302,9 +348,60 @@ class HAWorker(Worker):
                 continue
             if result is not None:
                 job, queue = result
+                self._hold(job)
                 self.reorder_queues(reference_queue=queue)
                 logger.debug("Worker %s: %s: %s", self.name, queue.name, job.id)
             return result
+
+    # --- holding a job between dequeue and start ------------------------------------------------
+
+    @property
+    def _holder_ttl_s(self) -> int:
+        # As long as this worker's registration lives (RQ's heartbeat TTL): the key outlives the
+        # worker, so a job is never taken for abandoned while the worker that holds it is alive.
+        return int(self.worker_ttl) + 60
+
+    def _hold(self, job: Any) -> None:
+        """Record in Redis that this worker took ``job`` (in memory first: see ``orphans.stuck_reason``)."""
+        self._held.add(job.id)
+        try:
+            self.connection.set(holder_key(job.id), self.name, ex=self._holder_ttl_s)
+        except BaseException:
+            self._held.discard(job.id)
+            raise
+
+    def _claim(self, job: Any, queue: Any) -> bool:
+        """True when ``job`` is still this worker's to run: not put back on its queue meanwhile."""
+        keys = [holder_key(job.id), queue.intermediate_queue_key]
+        claimed = run_idempotent_script(self.ha_connection, CLAIM_SCRIPT, keys, [job.id, self.name, self._holder_ttl_s])
+        return bool(claimed)
+
+    def _run_held_job(self, job: Any, queue: Any) -> None:
+        try:
+            self.execute_job(job, queue)
+        except BaseException:
+            self._held.discard(job.id)  # the orphan check puts it back if it never started
+            raise
+        self._let_go(job)
+
+    def _let_go(self, job: Any) -> None:
+        self._held.discard(job.id)
+        try:
+            run_idempotent_script(self.ha_connection, RELEASE_SCRIPT, [holder_key(job.id)], [self.name])
+        except redis.RedisError as exc:  # the key expires on its own
+            logger.debug("Worker %s could not drop its hold on job %s (%s).", self.name, job.id, describe_error(exc))
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        if not self._claim(job, queue):
+            logger.warning(
+                "Worker %s: job %s was put back on queue '%s' while this worker held it (it was taken for gone); "
+                "leaving it to the worker that has it now instead of running it twice.",
+                self.name,
+                job.id,
+                queue.name,
+            )
+            return
+        super().execute_job(job, queue)
 
     # --- robustness around job execution -------------------------------------------------------
 
@@ -433,6 +530,17 @@ class HAWorker(Worker):
 
     def teardown(self) -> None:
         self._ha_teardown()
+
+
+def trouble_kind(error: BaseException) -> str:
+    """What kind of trouble ``error`` is, for the worker's log.
+
+    "lost": Redis could not be reached (the retry loop gave up); "refused": Redis answered with an
+    error that will come back until someone acts (NOPERM, OOM, a failing script, refused credentials).
+    """
+    if isinstance(error, AuthError) or not isinstance(error, (redis.ConnectionError, redis.TimeoutError, OSError)):
+        return "refused"
+    return "lost"
 
 
 def make_worker(queue_names: Sequence[str], connection: RQRedis, **kwargs: Any) -> HAWorker:
