@@ -71,7 +71,7 @@ def test_the_probe_sees_what_admin_credentials_may_do_and_never_publishes_a_hell
         allowed = privilege.allowed_forbidden_actions(
             lambda: cluster.redis_client(master, protocol=2), lambda: cluster.sentinel_client(0, protocol=2)
         )
-        senders = set()
+        senders: set[str] = set()
         for _ in range(1000):  # bounded: what arrived during the probe, then 2 s of the Sentinels' own hellos
             message = hellos.get_message(timeout=0.2)
             if message is None and len(senders) >= 1:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from redis.credentials import UsernamePasswordCredentialProvider
+
 from redis_ha.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -43,14 +45,30 @@ _URL_SCHEMES = ("redis+sentinel", "rediss+sentinel", "redis", "rediss")
 
 
 class Secret:
-    """A password that prints as ``***``. Call ``reveal()`` where the real value is needed."""
+    """A password that prints as ``***``. Call ``reveal()`` where the real value is needed.
 
-    __slots__ = ("_value",)
+    Read from a file (``*_PASSWORD_FILE``), it follows that file: ``reveal()`` reads it again once
+    it changed, so a password rotated by a deploy reaches the next connection without a restart.
+    An unreadable or empty file keeps the last good value.
+    """
 
-    def __init__(self, value: str) -> None:
+    __slots__ = ("_stamp", "_value", "path")
+
+    def __init__(self, value: str, path: Path | None = None) -> None:
         self._value = value
+        self.path = path
+        self._stamp = _file_stamp(path) if path else None
 
     def reveal(self) -> str:
+        if self.path is not None:
+            stamp = _file_stamp(self.path)
+            if stamp is not None and stamp != self._stamp:
+                try:
+                    value = self.path.read_text(encoding="utf-8").strip()
+                except OSError:
+                    value = ""
+                if value:
+                    self._value, self._stamp = value, stamp
         return self._value
 
     def __repr__(self) -> str:
@@ -362,6 +380,36 @@ def _parse_seconds(value: object, source: str, errors: _Collector, *, zero_allow
     return None if problem else float(value)  # type: ignore[arg-type]  # checked just above
 
 
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return (status.st_mtime_ns, status.st_size, status.st_ino)
+
+
+class SecretCredentials(UsernamePasswordCredentialProvider):
+    """redis-py's credentials for each new connection, the password read afresh from its file."""
+
+    def __init__(self, username: str | None, secret: Secret) -> None:
+        super().__init__(username, secret.reveal())
+        self._secret = secret
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        self.password = self._secret.reveal()
+        return super().get_credentials()  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"SecretCredentials(username={self.username!r}, password={self._secret!r})"
+
+
+def credentials(username: str | None, secret: Secret | None) -> dict[str, Any]:
+    """redis-py keyword arguments for a user: a password file is read again for every new connection."""
+    if secret is not None and secret.path is not None:
+        return {"credential_provider": SecretCredentials(username, secret)}
+    return {"username": username, "password": secret.reveal() if secret else None}
+
+
 def _read_secret_file(path_text: str, source: str, errors: _Collector) -> Secret | None:
     path = Path(path_text)
     try:
@@ -382,7 +430,7 @@ def _read_secret_file(path_text: str, source: str, errors: _Collector) -> Secret
             logger.warning("Password file %s is readable by every user; chmod 0600 or 0640 it.", path)
     except OSError:
         pass
-    return Secret(value)
+    return Secret(value, path)
 
 
 def _secret(env: Mapping[str, str], name: str, errors: _Collector) -> Secret | None:

@@ -26,7 +26,7 @@ from redis.driver_info import DriverInfo
 from redis.exceptions import NoPermissionError
 from redis.utils import str_if_bytes
 
-from redis_ha.config import Address, Settings, format_address
+from redis_ha.config import Address, Settings, credentials, format_address
 from redis_ha.errors import ConfigError, NotDurable, TopologyChanged, describe_error
 from redis_ha.promotion import PromotionProbe, parse_info, replicas_in_role_reply
 from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
@@ -128,7 +128,8 @@ class HAConnection(Connection):
                 where = format_address((self.host, self.port))
                 raise ConfigError(
                     [
-                        f"user '{self.username or 'default'}' may not run ROLE on {where}; "
+                        f"user '{self.username or getattr(self.credential_provider, 'username', '') or 'default'}' "
+                        f"may not run ROLE on {where}; "
                         "grant it +role (redis_ha confirms the role of every new connection)"
                     ]
                 ) from exc
@@ -188,8 +189,7 @@ class HAConnectionPool(ConnectionPool):
         super().__init__(
             connection_class=HASSLConnection if s.tls else HAConnection,
             ha_pool=self,
-            username=s.username,
-            password=s.password.reveal() if s.password else None,
+            **credentials(s.username, s.password),
             db=s.db,
             socket_timeout=s.socket_timeout_s,
             socket_connect_timeout=s.connect_timeout_s,

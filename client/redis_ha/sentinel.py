@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError
 
-from redis_ha.config import Address, Settings, format_address, format_addresses
+from redis_ha.config import Address, Settings, credentials, format_address, format_addresses
 from redis_ha.errors import AuthError
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,7 @@ def probe_client(
     return redis.Redis(
         host=addr[0],
         port=addr[1],
-        username=username,
-        password=password.reveal() if password else None,
+        **credentials(username, password),
         socket_timeout=settings.sentinel_timeout_s if socket_timeout_s is None else socket_timeout_s,
         socket_connect_timeout=settings.sentinel_timeout_s,
         socket_keepalive=True,
