@@ -3,6 +3,7 @@
 #   make upgrade [ENV=staging]  rolling upgrade/restart, a writable master throughout
 #   make test                   lint, unit + loopback-cluster + Ansible tests, Molecule on nspawn hosts
 #   make test-matrix            Molecule `default` again on Debian 13 (Redis 8, Valkey 8), then `tls`
+#   make test-ops               Molecule day-2 scenarios: upgrade to least privilege, password rotation
 #   make bench                  client and RQ benchmarks on a loopback cluster (prints figures)
 #   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
 #   make lab-up / lab-down      local systemd-nspawn test hosts
@@ -21,10 +22,10 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade drill test-drills molecule test-matrix lab-up lab-down clean
+	deploy upgrade drill test-drills molecule test-matrix test-ops lab-up lab-down clean
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# //'
+	@sed -n '2,9p' Makefile | sed 's/^# //'
 
 # Installs only what is missing, so repeated runs cost one dpkg query.
 system-deps:
@@ -87,6 +88,14 @@ MATRIX_SCENARIOS := trixie-redis trixie-valkey
 MATRIX_SCENARIOS += tls
 test-matrix:
 	@for scenario in $(MATRIX_SCENARIOS); do \
+		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
+
+# Day-2 operations while jobs flow, each on its own lab; not part of `make test`. credentials: a
+# cluster of the previous release upgraded to the Sentinel users and least-privileged apps, then
+# six passwords rotated in two deploys, a producer and the worker running throughout.
+OPS_SCENARIOS := credentials
+test-ops:
+	@for scenario in $(OPS_SCENARIOS); do \
 		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
 
 bench: venv system-deps
