@@ -296,7 +296,7 @@ def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path:
                 str(ephemeral / "inventory"),
                 str(REPO / "tests" / "molecule" / "shared" / "converge.yml"),
             ],
-            env={**os.environ, "ANSIBLE_CONFIG": str(ephemeral / "ansible.cfg")},
+            env={**os.environ, "ANSIBLE_CONFIG": str(ephemeral / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"},
             capture_output=True,
             text=True,
             timeout=600,
@@ -308,7 +308,8 @@ def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path:
             process.wait(timeout=10)
             out.close()
     assert deploy.returncode == 0, deploy.stdout[-3000:]
-    recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", deploy.stdout, re.MULTILINE)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", deploy.stdout)  # in case colour is forced all the same
+    recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", plain, re.MULTILINE)
     assert {host for host, _ in recap} >= {*REDIS_HOSTS, *APP_HOSTS}, recap
     assert [(host, changed) for host, changed in recap if changed != "0"] == [], "the second deploy changed something"
     processes = "".join(path.read_text(errors="replace") for path in tmp_path.glob("ps-*.txt"))
