@@ -91,6 +91,13 @@ test-matrix:
 	@for scenario in $(MATRIX_SCENARIOS); do \
 		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
 
+# A scratch copy of the client to build from, so the repository gets no build/ (whose stale
+# files would end up in later wheels) or egg-info; removed when the recipe's shell exits.
+define client_copy
+scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+	cp -RL client/pyproject.toml client/LICENSE client/redis_ha "$$scratch/"
+endef
+
 # The client's dependency ranges (client/pyproject.toml), tested at both ends: one virtualenv per
 # tests/compat/<end>.txt with the client installed as users install it (not editable), then the
 # client and RQ tests in each. One summary line per end; fails if either end fails. Then
@@ -100,14 +107,14 @@ COMPAT_TESTS := tests/client tests/rq -m "not lab" -q -p no:cacheprovider
 .venv-compat-%/.installed: tests/compat/%.txt client/pyproject.toml requirements.txt
 	rm -rf .venv-compat-$*
 	$(PYTHON) -m venv .venv-compat-$*
-	.venv-compat-$*/bin/pip install -q --disable-pip-version-check -c tests/compat/$*.txt ./client \
-		$$(grep -E '^(pytest|pytest-timeout|PyYAML)==' requirements.txt)
+	$(client_copy) && .venv-compat-$*/bin/pip install -q --disable-pip-version-check \
+		-c tests/compat/$*.txt "$$scratch" $$(grep -E '^(pytest|pytest-timeout|PyYAML)==' requirements.txt)
 	@touch $@
 
 test-compat: venv system-deps $(COMPAT_ENDS:%=.venv-compat-%/.installed)
-	@rc=0; for end in $(COMPAT_ENDS); do \
+	@rc=0; $(client_copy) || exit $$?; for end in $(COMPAT_ENDS); do \
 		venv=.venv-compat-$$end; \
-		$$venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall ./client || exit $$?; \
+		$$venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$$scratch" || exit $$?; \
 		$$venv/bin/python -m pytest $(COMPAT_TESTS) $(PYTEST_ARGS) > $$venv/pytest.log 2>&1 || rc=1; \
 		versions=$$($$venv/bin/python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("redis", "rq", "prometheus-client")))'); \
 		echo "test-compat $$end ($$versions): $$(tail -n 1 $$venv/pytest.log)  [log: $$venv/pytest.log]"; \
@@ -116,10 +123,9 @@ test-compat: venv system-deps $(COMPAT_ENDS:%=.venv-compat-%/.installed)
 	exit $$rc
 
 # The client as PyPI would get it: sdist and wheel in dist/ (version from client/pyproject.toml),
-# built from a copy so the repository gets no build/ or egg-info, then `twine check --strict`.
+# then `twine check --strict`.
 dist: venv
-	rm -rf dist && scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
-	cp -RL client/pyproject.toml client/LICENSE client/redis_ha "$$scratch/" && \
+	rm -rf dist && $(client_copy) && \
 	$(PY) -m build --outdir "$(CURDIR)/dist" "$$scratch" && \
 	$(BIN)/twine check --strict dist/*
 
