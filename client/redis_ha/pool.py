@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 import redis
 from redis.connection import Connection, ConnectionPool, SSLConnection
-from redis.driver_info import DriverInfo
 from redis.exceptions import NoPermissionError
 from redis.utils import str_if_bytes
 
@@ -31,6 +30,11 @@ from redis_ha.errors import ConfigError, NotDurable, TopologyChanged, describe_e
 from redis_ha.promotion import PromotionProbe, parse_info, replicas_in_role_reply
 from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
 from redis_ha.watch import SwitchWatcher
+
+try:
+    from redis.driver_info import DriverInfo
+except ImportError:  # redis-py < 7.2 takes CLIENT SETINFO's LIB-NAME as one string (see client_setinfo)
+    DriverInfo = None  # type: ignore[assignment,misc]
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +62,17 @@ STILL_DOWN_LOG_INTERVAL_S = 5.0
 
 
 @functools.cache
-def driver_info() -> DriverInfo:
-    """What CLIENT SETINFO reports, worked out once per process.
+def client_setinfo() -> dict[str, Any]:
+    """The connection keyword that makes CLIENT SETINFO report ``redis-py(redis-ha_v<version>)``,
+    worked out once per process.
 
     redis.Redis() does this for its own pools; without it every new connection reads the
-    package metadata again (about 12 ms: most of an RQ work-horse's start-up).
+    package metadata again (about 12 ms: most of an RQ work-horse's start-up). redis-py 7.2+
+    builds the name from a ``DriverInfo``; older releases take the same string as ``lib_name``.
     """
-    return DriverInfo().add_upstream_driver("redis-ha", _package_version())
+    if DriverInfo is None:
+        return {"lib_name": f"redis-py(redis-ha_v{_package_version()})"}
+    return {"driver_info": DriverInfo().add_upstream_driver("redis-ha", _package_version())}
 
 
 def _package_version() -> str:
@@ -196,7 +204,7 @@ class HAConnectionPool(ConnectionPool):
             socket_keepalive=True,
             health_check_interval=s.health_check_interval_s,
             client_name=s.client_name,
-            driver_info=driver_info(),
+            **client_setinfo(),
             retry=no_retry(),
             **tls_kwargs(s),
         )
