@@ -316,7 +316,6 @@ def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path:
     # Ansible runs each module as `/bin/sh -c '<environment> python3 && sleep 0'` (pipelining): the
     # command line an `environment:` secret used to show up in.
     assert processes.count("&& sleep 0") >= 10, "the sampler saw (almost) no Ansible module run: it proves nothing"
-    assert "redis-cli" in deploy.stdout
     for secret in sorted(p.name for p in (lab.state_dir / "secrets").iterdir()):
         value = lab.secret(secret)
         # Named, never shown: a failure must not print the password it found.
