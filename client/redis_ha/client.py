@@ -45,7 +45,7 @@ class HARedis(redis.Redis):
         single_connection_client: bool = False,
     ) -> None:
         if connection_pool is not None and not isinstance(connection_pool, HAConnectionPool):
-            origin = connection_pool.connection_kwargs.get("ha_pool")
+            origin = getattr(connection_pool.connection_class, "owner_pool", None)
             if not isinstance(origin, HAConnectionPool):
                 raise TypeError(
                     f"{type(self).__name__} needs a pool of redis_ha connections; "

@@ -3,14 +3,20 @@ redis-py, RQ and their users do it, against a real loopback cluster."""
 
 from __future__ import annotations
 
+import inspect
+import multiprocessing
+import pickle
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import redis_ha
 from redis.connection import ConnectionPool
+from redis_ha.pool import HAConnection
 from rq import Queue
-from rq.connections import parse_connection
+from rq.connections import REDIS_RUNTIME_CONNECTION_KWARGS, get_connection_kwargs, parse_connection
 from rq.scheduler import RQScheduler
 
 from tests.support.cluster import LoopbackCluster
@@ -68,3 +74,72 @@ def test_rq_schedules_and_clones_connect_s_client_for_its_scheduler(cluster_modu
     scheduler = RQScheduler([queue], connection=client)
     assert isinstance(scheduler.connection, redis_ha.HARedis)
     assert scheduler.connection.ping() is True
+
+
+# 2. Connection kwargs a plain redis.Redis accepts, in this process and in another.
+#
+# redis-py 8 itself puts runtime state (himport_registry, maint_notifications_*, orig_*) into every
+# pool's connection_kwargs, which redis.Redis(**kwargs) refuses even for a stock client; RQ strips
+# exactly those (rq.connections.get_connection_kwargs). Everything else must be a redis.Redis keyword.
+
+REDIS_KEYWORDS = set(inspect.signature(redis.Redis.__init__).parameters)
+
+
+def test_connection_kwargs_are_redis_keywords_as_a_stock_pool_s_are() -> None:
+    client = redis_ha.connect(env={"REDIS_SENTINELS": "127.0.0.1:1"})
+    ours = set(client.connection_pool.connection_kwargs) - set(REDIS_RUNTIME_CONNECTION_KWARGS)
+    assert ours <= REDIS_KEYWORDS, ours - REDIS_KEYWORDS
+    stock = set(redis.Redis().connection_pool.connection_kwargs) - set(REDIS_RUNTIME_CONNECTION_KWARGS)
+    assert stock <= REDIS_KEYWORDS
+
+
+def test_connection_kwargs_rebuild_a_plain_redis_at_the_current_master(cluster_module: LoopbackCluster) -> None:
+    client = redis_ha.connect(env=cluster_module.env())
+    client.set("plain", "kwargs")
+    kwargs = get_connection_kwargs(client)
+    with redis.Redis(**kwargs) as plain:
+        assert plain.get("plain") == b"kwargs"
+        assert plain.connection_pool.get_connection().port == cluster_module.master_addr()[1]
+    # A pool of the client's connection class stays Sentinel-aware.
+    connection_class = client.connection_pool.connection_class
+    aware = redis.Redis(connection_pool=ConnectionPool(connection_class=connection_class, **kwargs))
+    assert aware.get("plain") == b"kwargs"
+    assert isinstance(aware.connection_pool.get_connection(), HAConnection)
+    aware.close()
+    # Pickled into a spawned process.
+    copied = pickle.loads(pickle.dumps(kwargs))  # noqa: S301 — our own bytes
+    assert redis.Redis(**copied).get("plain") == b"kwargs"
+    with multiprocessing.get_context("spawn").Pool(1) as workers:
+        assert workers.apply(_get_in_child, (kwargs, "plain")) == b"kwargs"
+        got = workers.apply(_get_through_class_in_child, (connection_class, kwargs, "plain"))
+    assert got == (b"kwargs", "HAConnection")
+
+
+def test_connection_kwargs_with_a_password_file_rebuild_a_plain_redis(
+    cluster_module: LoopbackCluster, tmp_path: Path
+) -> None:
+    password_file = tmp_path / "redis-password"
+    password_file.write_text(cluster_module.app_password)
+    password_file.chmod(0o600)
+    env = {k: v for k, v in cluster_module.env().items() if k != "REDIS_PASSWORD"}
+    client = redis_ha.connect(env=env | {"REDIS_PASSWORD_FILE": str(password_file)})
+    client.set("from-file", "ok")
+    kwargs = get_connection_kwargs(client)
+    assert "credential_provider" in kwargs
+    assert redis.Redis(**kwargs).get("from-file") == b"ok"
+    assert redis.Redis(**pickle.loads(pickle.dumps(kwargs))).get("from-file") == b"ok"  # noqa: S301 — our own bytes
+
+
+def test_connection_kwargs_follow_the_master_across_a_failover(cluster: LoopbackCluster) -> None:
+    client = redis_ha.connect(env=cluster.env())
+    client.set("follow", "1")
+    old = cluster.master_addr()
+    cluster.sentinel_failover()
+    new = cluster.wait_for_master_change(old)
+    deadline = time.monotonic() + LOOP_LIMIT_S
+    while client.master_address != new and time.monotonic() < deadline:
+        client.set("follow", "2")
+        time.sleep(0.05)
+    kwargs = get_connection_kwargs(client)
+    assert (kwargs["host"], kwargs["port"]) == new
+    assert redis.Redis(**kwargs).set("follow", "3") is True
