@@ -16,7 +16,7 @@ from redis.client import Pipeline
 from redis.connection import ConnectionPool
 
 from redis_ha.commands import block_seconds, command_name, read_timeout_for
-from redis_ha.config import Settings, load_settings
+from redis_ha.config import Settings, load_settings, with_overrides
 from redis_ha.config import configured as _configured
 from redis_ha.errors import NotDurable
 from redis_ha.pool import HAConnectionPool, Role
@@ -42,7 +42,7 @@ class HARedis(redis.Redis):
         role: Role = "master",
         connection_pool: ConnectionPool | None = None,
         *,
-        single_connection_client: bool = False,
+        single_connection_client: bool | None = None,
     ) -> None:
         if connection_pool is not None and not isinstance(connection_pool, HAConnectionPool):
             origin = getattr(connection_pool.connection_class, "owner_pool", None)
@@ -63,7 +63,13 @@ class HARedis(redis.Redis):
         self.settings = settings
         self.ha_role: Role = role  # not "role": that is the ROLE command's method
         pool = connection_pool or HAConnectionPool(settings, role)
-        super().__init__(connection_pool=pool, single_connection_client=single_connection_client)
+        if single_connection_client is None:
+            single_connection_client = bool(settings.extra.get("single_connection_client", False))
+        super().__init__(
+            connection_pool=pool,
+            single_connection_client=single_connection_client,
+            event_dispatcher=settings.extra.get("event_dispatcher"),
+        )
         # As redis.Redis does: close() (and ``with``) releases the pool when this client made it,
         # its failover watcher threads and Sentinel connections included.
         self.auto_close_connection_pool = connection_pool is None
@@ -224,13 +230,20 @@ def connect(
     """A client for the master (``role="master"``) or for reads from replicas (``role="replica"``).
 
     Settings come from the environment (``REDIS_SENTINELS`` etc.), then ``url``, then keyword
-    overrides such as ``password=`` or ``retry_deadline_s=``. Raises ``ConfigError`` listing
-    every problem. No network traffic happens until the first command.
+    overrides such as ``password=`` or ``retry_deadline_s=``, applied to ``settings`` when given.
+    ``redis.Redis``'s own keywords work too: its names for settings (``socket_timeout``,
+    ``ssl``...), and options passed through (``decode_responses``, ``protocol``, ``encoding``,
+    ``client_name``, ``single_connection_client``...); those that cannot work with Sentinel
+    (``host``, ``port``, ``unix_socket_path``, ``retry``...) are refused, each saying why.
+    Raises ``ConfigError`` listing every problem. No network traffic happens until the first
+    command (except with ``single_connection_client=True``, which connects at once).
     """
     if role not in ("master", "replica"):
         raise ValueError(f"role is '{role}'; expected 'master' or 'replica'")
     if settings is None:
         settings = load_settings(url, env=env, **overrides)
+    elif overrides:
+        settings = with_overrides(settings, **overrides)
     return HARedis(settings, role=role)
 
 

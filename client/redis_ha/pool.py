@@ -23,9 +23,9 @@ from typing import Any, ClassVar, Literal
 
 import redis
 from redis.connection import Connection, ConnectionPool, SSLConnection
-from redis.driver_info import DriverInfo
+from redis.driver_info import DriverInfo, resolve_driver_info
 from redis.exceptions import NoPermissionError
-from redis.utils import str_if_bytes
+from redis.utils import SENTINEL, str_if_bytes
 
 from redis_ha.config import DEFAULT_REDIS_PORT, Address, Settings, credentials, format_address
 from redis_ha.errors import ConfigError, NotDurable, TopologyChanged, describe_error
@@ -36,6 +36,9 @@ from redis_ha.watch import SwitchWatcher
 logger = logging.getLogger(__name__)
 
 Role = Literal["master", "replica"]
+
+CLIENT_KEYWORDS = frozenset({"single_connection_client", "event_dispatcher"})
+"""Passed-through redis.Redis keywords that belong to the client, not to its pool."""
 
 NOT_SENT_MARK = "redis_ha_not_sent"
 """Attribute set on an exception raised while connecting: the command never left this process."""
@@ -221,6 +224,15 @@ class HAConnectionPool(ConnectionPool):
         self._master_answered = False  # the last failure was the master refusing writes, alive
         self._trouble_logged_at = 0.0
         s = settings
+        # redis.Redis keywords passed through (see config.PASSED_REDIS_KEYWORDS), minus the client's own.
+        extra = {k: v for k, v in s.extra.items() if k not in CLIENT_KEYWORDS}
+        info: Any = driver_info()
+        if extra.keys() & {"driver_info", "lib_name", "lib_version"}:
+            info = resolve_driver_info(
+                extra.pop("driver_info", SENTINEL), extra.pop("lib_name", SENTINEL), extra.pop("lib_version", SENTINEL)
+            )
+        # A credential provider given by the caller replaces the user and password.
+        who = {} if "credential_provider" in extra else credentials(s.username, s.password)
         base = HASSLConnection if s.tls else HAConnection
         connection_class = _HAConnectionType(base.__name__, (base,), {"owner_pool": self, "__module__": __name__})
         host, port = s.node or (UNRESOLVED_HOST, DEFAULT_REDIS_PORT)
@@ -230,16 +242,16 @@ class HAConnectionPool(ConnectionPool):
             # reached, kept up to date (see ``_track``).
             host=host,
             port=port,
-            **credentials(s.username, s.password),
+            **who,
             db=s.db,
             socket_timeout=s.socket_timeout_s,
             socket_connect_timeout=s.connect_timeout_s,
             socket_keepalive=True,
             health_check_interval=s.health_check_interval_s,
             client_name=s.client_name,
-            driver_info=driver_info(),
+            driver_info=info,
             retry=no_retry(),
-            **tls_kwargs(s),
+            **tls_kwargs(s) | extra,
         )
 
     def reset(self) -> None:

@@ -143,3 +143,71 @@ def test_connection_kwargs_follow_the_master_across_a_failover(cluster: Loopback
     kwargs = get_connection_kwargs(client)
     assert (kwargs["host"], kwargs["port"]) == new
     assert redis.Redis(**kwargs).set("follow", "3") is True
+
+
+# 3. redis.Redis's own options, through connect().
+
+
+def test_connect_passes_redis_py_connection_options_through(cluster_module: LoopbackCluster) -> None:
+    client = redis_ha.connect(
+        env=cluster_module.env(),
+        decode_responses=True,
+        encoding="latin-1",
+        encoding_errors="replace",
+        client_name="dropin-test",
+        lib_name="my-app",
+        lib_version="1.2",
+        health_check_interval=3,
+        socket_timeout=2,
+    )
+    client.set("latin", "é")
+    assert client.get("latin") == "é"
+    assert client.client_info()["name"] == "dropin-test"
+    assert client.connection_pool.connection_kwargs["driver_info"].name == "my-app"
+    assert client.connection_pool.connection_kwargs["health_check_interval"] == 3
+    assert client.settings.socket_timeout_s == 2
+    resp3 = redis_ha.connect(env=cluster_module.env(), protocol=3, single_connection_client=True)
+    assert resp3.connection is not None
+    assert resp3.connection_pool.connection_kwargs["protocol"] == 3
+    assert resp3.client_info()["resp"] == "3"
+    resp3.close()
+
+
+def test_every_redis_py_keyword_is_a_setting_passed_through_or_refused_with_a_reason() -> None:
+    from redis_ha.config import ALIASED_REDIS_KEYWORDS, PASSED_REDIS_KEYWORDS, REFUSED_REDIS_KEYWORDS  # noqa: PLC0415
+
+    placed = {"self", "db", "username", "password", "client_name"} | PASSED_REDIS_KEYWORDS
+    placed |= set(ALIASED_REDIS_KEYWORDS) | set(REFUSED_REDIS_KEYWORDS)
+    assert REDIS_KEYWORDS - placed == set()
+
+
+def test_connect_refuses_options_that_cannot_work_with_sentinel_naming_each() -> None:
+    env = {"REDIS_SENTINELS": "127.0.0.1:1"}
+    with pytest.raises(redis_ha.ConfigError) as refused:
+        redis_ha.connect(env=env, host="10.0.0.1", port=6380, unix_socket_path="/tmp/r.sock", retry=None)
+    message = str(refused.value)
+    for keyword in ("host", "port", "unix_socket_path", "retry"):
+        assert f"keyword argument {keyword} " in message
+    assert "Sentinel" in message
+    settings = redis_ha.load_settings(env=env)
+    with pytest.raises(redis_ha.ConfigError, match="connection_pool"):
+        redis_ha.connect(settings=settings, connection_pool=ConnectionPool())
+
+
+def test_a_resp3_client_rides_through_a_sentinel_failover(cluster: LoopbackCluster) -> None:
+    client = redis_ha.connect(env=cluster.env(), protocol=3, decode_responses=True)
+    client.hset("resp3", mapping={"a": "1"})
+    assert client.hgetall("resp3") == {"a": "1"}
+    old = cluster.master_addr()
+    cluster.sentinel_failover()
+    new = cluster.wait_for_master_change(old)
+    written = 0
+    deadline = time.monotonic() + LOOP_LIMIT_S
+    while client.master_address != new and time.monotonic() < deadline:
+        client.hset("resp3", "n", written)
+        written += 1
+        time.sleep(0.02)
+    client.hset("resp3", "after", "yes")
+    assert client.master_address == new
+    assert client.hgetall("resp3")["after"] == "yes"
+    assert client.client_info()["resp"] == "3"
