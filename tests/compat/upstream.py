@@ -32,9 +32,11 @@ with ``git archive``) in place of the installed one, to compare before and after
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -155,25 +157,31 @@ def run_module(  # noqa: PLR0917 — one call site, every argument distinct
         host, port = cluster.master_addr()
         argv.append(f"--redis-url=redis://{cluster.admin_user}:{cluster.admin_password}@{host}:{port}/0")
     log = report.with_suffix(".log")
-    try:
-        with log.open("wb") as out:
-            subprocess.run(
-                argv,
-                check=False,  # failing tests are the point; the report says which
-                cwd=source,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=PER_MODULE_TIMEOUT_S,
-            )
-    except subprocess.TimeoutExpired:
-        # No junit report: what the verbose log says, the test still running counted as failed.
-        seen = parse_verbose_log(log)
-        seen[f"{module}::(rest of module)"] = ("failed", f"module did not finish within {PER_MODULE_TIMEOUT_S} s")
-        return seen
+    with log.open("wb") as out:
+        # Its own session: on timeout the whole group goes, forked RQ workers included.
+        process = subprocess.Popen(
+            argv, cwd=source, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            process.wait(timeout=PER_MODULE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            stop_group(process)
+            # No junit report: what the verbose log says, the test still running counted as failed.
+            seen = parse_verbose_log(log)
+            seen[f"{module}::(rest of module)"] = ("failed", f"module did not finish within {PER_MODULE_TIMEOUT_S} s")
+            return seen
+        finally:
+            stop_group(process)  # workers a finished module left behind
     if not report.exists():
         return {f"{module}::(module)": ("failed", "pytest wrote no report (crashed)")}
     return parse_junit(report, module)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group ``process`` leads (it was started in a session of its own), then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 _VERBOSE_LINE = re.compile(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
