@@ -16,7 +16,7 @@ from redis.client import Pipeline
 from redis.connection import ConnectionPool
 
 from redis_ha.commands import block_seconds, command_name, read_timeout_for
-from redis_ha.config import Settings, load_settings, with_overrides
+from redis_ha.config import Address, Settings, load_settings, with_overrides
 from redis_ha.config import configured as _configured
 from redis_ha.errors import NotDurable
 from redis_ha.pool import HAConnectionPool, Role
@@ -44,6 +44,7 @@ class HARedis(redis.Redis):
         *,
         single_connection_client: bool | None = None,
     ) -> None:
+        last_seen: Address | None = None
         if connection_pool is not None and not isinstance(connection_pool, HAConnectionPool):
             origin = getattr(connection_pool.connection_class, "owner_pool", None)
             if not isinstance(origin, HAConnectionPool):
@@ -54,6 +55,7 @@ class HARedis(redis.Redis):
             # A clone of a pool (RQ's parse_connection): it never connected, and a fresh pool of
             # our own follows failover by itself.
             settings, role = settings or origin.settings, origin.role
+            last_seen = origin.last_address
             connection_pool.disconnect()
             connection_pool = None
         if connection_pool is not None:
@@ -63,6 +65,10 @@ class HARedis(redis.Redis):
         self.settings = settings
         self.ha_role: Role = role  # not "role": that is the ROLE command's method
         pool = connection_pool or HAConnectionPool(settings, role)
+        if connection_pool is None and last_seen is not None:
+            # The clone's kwargs name the node its original last reached, as the original's do
+            # (RQ compares registries by them); its connections still ask Sentinel.
+            pool.last_address = last_seen
         if single_connection_client is None:
             single_connection_client = bool(settings.extra.get("single_connection_client", False))
         super().__init__(

@@ -337,6 +337,17 @@ class HAConnectionPool(ConnectionPool):
         if replid:
             self._lineage = (addr, replid)
 
+    @property
+    def last_address(self) -> Address | None:
+        """The node ``connection_kwargs`` name: the one this pool last reached (None before any)."""
+        kwargs = self.connection_kwargs
+        addr = (str(kwargs["host"]), int(kwargs["port"]))
+        return None if addr[0] == UNRESOLVED_HOST else addr
+
+    @last_address.setter
+    def last_address(self, addr: Address) -> None:
+        self._track(addr)
+
     def _track(self, addr: Address) -> None:
         """Keep ``connection_kwargs`` pointing at the node this pool last reached (keys exist: the
         dict never changes size while redis-py copies it in another thread)."""

@@ -62,6 +62,7 @@ def test_a_client_rebuilt_from_its_pool_or_as_a_single_connection_client_reaches
     clone = conn_class(connection_pool=ConnectionPool(connection_class=pool_class, **pool_kwargs))
     assert isinstance(clone, redis_ha.HARedis)
     assert clone.ha_pool is not client.ha_pool
+    assert get_connection_kwargs(clone) == get_connection_kwargs(client)  # RQ's registry equality
     assert clone.get("rebuilt") == b"yes"
     clone.close()
 
