@@ -3,6 +3,9 @@
 #   make upgrade [ENV=staging]  rolling upgrade/restart, a writable master throughout
 #   make test                   lint, unit + loopback-cluster + Ansible tests, Molecule on nspawn hosts
 #   make test-matrix            Molecule `default` again on Debian 13 (Redis 8, Valkey 8), then `tls`
+#   make test-ops               Molecule day-2 scenarios: upgrade to least privilege, password rotation
+#   make test-compat            client + RQ tests against the oldest and the newest redis-py/RQ allowed
+#   make dist                   the client's sdist and wheel in dist/, checked with twine
 #   make bench                  client and RQ benchmarks on a loopback cluster (prints figures)
 #   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
 #   make lab-up / lab-down      local systemd-nspawn test hosts
@@ -21,10 +24,10 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade drill test-drills molecule test-matrix lab-up lab-down clean
+	deploy upgrade drill test-drills molecule test-matrix test-ops test-compat dist lab-up lab-down clean
 
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# //'
+	@sed -n '2,11p' Makefile | sed 's/^# //'
 
 # Installs only what is missing, so repeated runs cost one dpkg query.
 system-deps:
@@ -89,6 +92,52 @@ test-matrix:
 	@for scenario in $(MATRIX_SCENARIOS); do \
 		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
 
+# Day-2 operations while jobs flow, each on its own lab; not part of `make test`. credentials: a
+# cluster of the previous release upgraded to the Sentinel users and least-privileged apps, then
+# six passwords rotated in two deploys, a producer and the worker running throughout.
+OPS_SCENARIOS := credentials
+test-ops:
+	@for scenario in $(OPS_SCENARIOS); do \
+		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
+
+# A scratch copy of the client to build from, so the repository gets no build/ (whose stale
+# files would end up in later wheels) or egg-info; removed when the recipe's shell exits.
+define client_copy
+scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+	cp -RL client/pyproject.toml client/LICENSE client/redis_ha "$$scratch/"
+endef
+
+# The client's dependency ranges (client/pyproject.toml), tested at both ends: one virtualenv per
+# tests/compat/<end>.txt with the client installed as users install it (not editable), then the
+# client and RQ tests in each. One summary line per end; fails if either end fails. Then
+# tests/compat/upstream.py, when present. Not part of `make test`, which stays on requirements.txt.
+COMPAT_ENDS := oldest newest
+COMPAT_TESTS := tests/client tests/rq -m "not lab" -q -p no:cacheprovider
+.venv-compat-%/.installed: tests/compat/%.txt client/pyproject.toml requirements.txt
+	rm -rf .venv-compat-$*
+	$(PYTHON) -m venv .venv-compat-$*
+	$(client_copy) && .venv-compat-$*/bin/pip install -q --disable-pip-version-check \
+		-c tests/compat/$*.txt "$$scratch" $$(grep -E '^(pytest|pytest-timeout|PyYAML)==' requirements.txt)
+	@touch $@
+
+test-compat: venv system-deps $(COMPAT_ENDS:%=.venv-compat-%/.installed)
+	@rc=0; $(client_copy) || exit $$?; for end in $(COMPAT_ENDS); do \
+		venv=.venv-compat-$$end; \
+		$$venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$$scratch" || exit $$?; \
+		$$venv/bin/python -m pytest $(COMPAT_TESTS) $(PYTEST_ARGS) > $$venv/pytest.log 2>&1 || rc=1; \
+		versions=$$($$venv/bin/python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("redis", "rq", "prometheus-client")))'); \
+		echo "test-compat $$end ($$versions): $$(tail -n 1 $$venv/pytest.log)  [log: $$venv/pytest.log]"; \
+	done; \
+	if [ -f tests/compat/upstream.py ]; then $(PY) -m tests.compat.upstream || rc=1; fi; \
+	exit $$rc
+
+# The client as PyPI would get it: sdist and wheel in dist/ (version from client/pyproject.toml),
+# then `twine check --strict`.
+dist: venv
+	rm -rf dist && $(client_copy) && \
+	$(PY) -m build --outdir "$(CURDIR)/dist" "$$scratch" && \
+	$(BIN)/twine check --strict dist/*
+
 bench: venv system-deps
 	$(PY) tests/bench/bench_client.py
 	$(PY) tests/bench/bench_rq.py
@@ -139,4 +188,4 @@ test-drills: venv system-deps
 	$(MAKE) --no-print-directory drill KIND=partition-master
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-compat-* dist .pytest_cache .mypy_cache .ruff_cache

@@ -85,6 +85,13 @@ class HARedis(redis.Redis):
     def __repr__(self) -> str:
         return f"<HARedis {self.ha_role}: {self.settings.describe()}>"
 
+    def close(self) -> None:
+        super().close()
+        # redis-py 8.1+ closes a pool the client owns; older releases only disconnect it, which
+        # would leave its failover watcher threads and Sentinel connections running. Closing twice is harmless.
+        if self.auto_close_connection_pool:
+            self.ha_pool.close()
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled into a spawned process as its settings: the child opens its own sockets.
         return (HARedis, (self.settings, self.ha_role))

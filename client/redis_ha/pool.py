@@ -23,15 +23,19 @@ from typing import Any, ClassVar, Literal
 
 import redis
 from redis.connection import Connection, ConnectionPool, SSLConnection
-from redis.driver_info import DriverInfo, resolve_driver_info
 from redis.exceptions import NoPermissionError
-from redis.utils import SENTINEL, str_if_bytes
+from redis.utils import str_if_bytes
 
 from redis_ha.config import DEFAULT_REDIS_PORT, Address, Settings, credentials, format_address
 from redis_ha.errors import ConfigError, NotDurable, TopologyChanged, describe_error
 from redis_ha.promotion import PromotionProbe, parse_info, replicas_in_role_reply
 from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
 from redis_ha.watch import SwitchWatcher
+
+try:
+    from redis.driver_info import DriverInfo
+except ImportError:  # redis-py < 7.2 takes CLIENT SETINFO's LIB-NAME as one string (see client_setinfo)
+    DriverInfo = None  # type: ignore[assignment,misc]
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +66,17 @@ STILL_DOWN_LOG_INTERVAL_S = 5.0
 
 
 @functools.cache
-def driver_info() -> DriverInfo:
-    """What CLIENT SETINFO reports, worked out once per process.
+def client_setinfo() -> dict[str, Any]:
+    """The connection keyword that makes CLIENT SETINFO report ``redis-py(redis-ha_v<version>)``,
+    worked out once per process.
 
     redis.Redis() does this for its own pools; without it every new connection reads the
-    package metadata again (about 12 ms: most of an RQ work-horse's start-up).
+    package metadata again (about 12 ms: most of an RQ work-horse's start-up). redis-py 7.2+
+    builds the name from a ``DriverInfo``; older releases take the same string as ``lib_name``.
     """
-    return DriverInfo().add_upstream_driver("redis-ha", _package_version())
+    if DriverInfo is None:
+        return {"lib_name": f"redis-py(redis-ha_v{_package_version()})"}
+    return {"driver_info": DriverInfo().add_upstream_driver("redis-ha", _package_version())}
 
 
 def _package_version() -> str:
@@ -226,11 +234,10 @@ class HAConnectionPool(ConnectionPool):
         s = settings
         # redis.Redis keywords passed through (see config.PASSED_REDIS_KEYWORDS), minus the client's own.
         extra = {k: v for k, v in s.extra.items() if k not in CLIENT_KEYWORDS}
-        info: Any = driver_info()
+        # CLIENT SETINFO's library name: redis-ha's, unless the caller names its own.
+        setinfo: dict[str, Any] = client_setinfo()
         if extra.keys() & {"driver_info", "lib_name", "lib_version"}:
-            info = resolve_driver_info(
-                extra.pop("driver_info", SENTINEL), extra.pop("lib_name", SENTINEL), extra.pop("lib_version", SENTINEL)
-            )
+            setinfo = {key: extra.pop(key) for key in ("driver_info", "lib_name", "lib_version") if key in extra}
         # A credential provider given by the caller replaces the user and password.
         who = {} if "credential_provider" in extra else credentials(s.username, s.password)
         base = HASSLConnection if s.tls else HAConnection
@@ -249,7 +256,7 @@ class HAConnectionPool(ConnectionPool):
             socket_keepalive=True,
             health_check_interval=s.health_check_interval_s,
             client_name=s.client_name,
-            driver_info=info,
+            **setinfo,
             retry=no_retry(),
             **tls_kwargs(s) | extra,
         )

@@ -117,7 +117,9 @@ class SentinelDirectory:
         addresses = self.addresses
         for addr in addresses:
             try:
-                reply: Any = self.client(addr).sentinel_get_master_addr_by_name(self.master_name)
+                # Not redis-py's sentinel_*() helpers: before 7.1 they break on a plain Redis client
+                # (their `once`/`return_responses` options reach the reply parser).
+                reply: Any = self.client(addr).execute_command("SENTINEL GET-MASTER-ADDR-BY-NAME", self.master_name)
             except (redis.RedisError, OSError) as exc:
                 # AuthenticationError is a ConnectionError in redis-py: test for it first.
                 if is_auth_failure(exc):
@@ -149,7 +151,7 @@ class SentinelDirectory:
         """Replicas according to the first sentinel that answers; by default only those linked and not down."""
         for addr in self.addresses:
             try:
-                replicas: Any = self.client(addr).sentinel_slaves(self.master_name)
+                replicas: Any = self.client(addr).execute_command("SENTINEL SLAVES", self.master_name)
             except redis.RedisError as exc:
                 if is_auth_failure(exc):
                     raise AuthError(f"sentinel {format_address(addr)} refused our credentials: {exc}") from exc
@@ -177,7 +179,7 @@ class SentinelDirectory:
             return
         self._refreshed_at = now
         try:
-            peers: Any = self.client(addr).sentinel_sentinels(self.master_name)
+            peers: Any = self.client(addr).execute_command("SENTINEL SENTINELS", self.master_name)
         except redis.RedisError as exc:
             logger.debug("Could not refresh the sentinel list from %s: %s", format_address(addr), exc)
             return

@@ -249,7 +249,9 @@ def test_replica_promoted_out_of_the_lost_masters_stream_is_used_before_sentinel
         assert client.set("after", "2")
     assert client.master_address == replica.addr
     assert client.get("before") == b"1"
-    still_named: Any = cluster.sentinel_client(0).sentinel_get_master_addr_by_name(cluster.master_name)
+    still_named: Any = cluster.sentinel_client(0).execute_command(
+        "SENTINEL", "GET-MASTER-ADDR-BY-NAME", cluster.master_name
+    )
     assert int(still_named[1]) == old[1]  # Sentinel never moved: the client found the replica itself
     assert any("has taken over" in r.getMessage() for r in caplog.records)
 

@@ -283,13 +283,13 @@ def _props(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def drill_summary(lab: Lab, scenario: str) -> Drill:
+def drill_summary(lab: Lab, scenario: str, directory: str = DRILL_DIR) -> Drill:
     """Read what the drill left on app1, print the summary line and keep it in Molecule's ephemeral dir."""
-    acked = _read_app_file(lab, f"{DRILL_DIR}/acked.log").split()
-    executions = Counter(e.job_id for e in parse_executions(_read_app_file(lab, f"{DRILL_DIR}/executions.log")))
-    producer = json.loads(_read_app_file(lab, f"{DRILL_DIR}/producer.json"))
-    before = _props(_read_app_file(lab, f"{DRILL_DIR}/worker.before"))
-    after = _props(_read_app_file(lab, f"{DRILL_DIR}/worker.after"))
+    acked = _read_app_file(lab, f"{directory}/acked.log").split()
+    executions = Counter(e.job_id for e in parse_executions(_read_app_file(lab, f"{directory}/executions.log")))
+    producer = json.loads(_read_app_file(lab, f"{directory}/producer.json"))
+    before = _props(_read_app_file(lab, f"{directory}/worker.before"))
+    after = _props(_read_app_file(lab, f"{directory}/worker.after"))
     now = _props(lab.host("app1").run("systemctl show -p MainPID -p NRestarts %s", WORKER_UNIT).stdout)
     drill = Drill(
         acknowledged=len(acked),
@@ -300,7 +300,7 @@ def drill_summary(lab: Lab, scenario: str) -> Drill:
         producer_errors=int(producer["error_count"]),
         worker_pids=[before["MainPID"], after["MainPID"], now["MainPID"]],
         worker_restarts=int(now["NRestarts"]) - int(before["NRestarts"]),
-        masters=_props(_read_app_file(lab, f"{DRILL_DIR}/masters")),
+        masters=_props(_read_app_file(lab, f"{directory}/masters")),
     )
     line = drill.summary(scenario)
     print(line)
