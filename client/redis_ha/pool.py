@@ -33,9 +33,10 @@ from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
 from redis_ha.watch import SwitchWatcher
 
 try:
-    from redis.driver_info import DriverInfo
+    from redis.driver_info import DriverInfo, resolve_driver_info
 except ImportError:  # redis-py < 7.2 takes CLIENT SETINFO's LIB-NAME as one string (see client_setinfo)
     DriverInfo = None  # type: ignore[assignment,misc]
+    resolve_driver_info = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +238,9 @@ class HAConnectionPool(ConnectionPool):
         # CLIENT SETINFO's library name: redis-ha's, unless the caller names its own.
         setinfo: dict[str, Any] = client_setinfo()
         if extra.keys() & {"driver_info", "lib_name", "lib_version"}:
-            setinfo = {key: extra.pop(key) for key in ("driver_info", "lib_name", "lib_version") if key in extra}
+            given = {key: extra.pop(key) for key in ("driver_info", "lib_name", "lib_version") if key in extra}
+            # redis-py 7.2+ folds them into one DriverInfo, as redis.Redis does; older take them as they are.
+            setinfo = {"driver_info": resolve_driver_info(**given)} if DriverInfo is not None else given
         # A credential provider given by the caller replaces the user and password.
         who = {} if "credential_provider" in extra else credentials(s.username, s.password)
         base = HASSLConnection if s.tls else HAConnection
