@@ -238,7 +238,7 @@ class HAConnectionPool(ConnectionPool):
         # CLIENT SETINFO's library name: redis-ha's, unless the caller names its own.
         setinfo: dict[str, Any] = client_setinfo()
         if extra.keys() & {"driver_info", "lib_name", "lib_version"}:
-            given = {key: extra.pop(key) for key in ("driver_info", "lib_name", "lib_version") if key in extra}
+            given: dict[str, Any] = {k: extra.pop(k) for k in ("driver_info", "lib_name", "lib_version") if k in extra}
             # redis-py 7.2+ folds them into one DriverInfo, as redis.Redis does; older take them as they are.
             setinfo = {"driver_info": resolve_driver_info(**given)} if DriverInfo is not None else given
         # A credential provider given by the caller replaces the user and password.
