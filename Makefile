@@ -128,7 +128,7 @@ test-compat: venv system-deps $(COMPAT_ENDS:%=.venv-compat-%/.installed)
 		versions=$$($$venv/bin/python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("redis", "rq", "prometheus-client")))'); \
 		echo "test-compat $$end ($$versions): $$(tail -n 1 $$venv/pytest.log)  [log: $$venv/pytest.log]"; \
 	done; \
-	if [ -f tests/compat/upstream.py ]; then $(PY) tests/compat/upstream.py || rc=1; fi; \
+	if [ -f tests/compat/upstream.py ]; then $(PY) -m tests.compat.upstream || rc=1; fi; \
 	exit $$rc
 
 # The client as PyPI would get it: sdist and wheel in dist/ (version from client/pyproject.toml),

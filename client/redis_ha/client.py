@@ -13,27 +13,69 @@ from typing import Any
 
 import redis
 from redis.client import Pipeline
+from redis.connection import ConnectionPool
 
 from redis_ha.commands import block_seconds, command_name, read_timeout_for
-from redis_ha.config import Settings, load_settings
+from redis_ha.config import Address, Settings, load_settings, with_overrides
 from redis_ha.config import configured as _configured
 from redis_ha.errors import NotDurable
 from redis_ha.pool import HAConnectionPool, Role
-from redis_ha.retry import RetryLoop
+from redis_ha.retry import RetryLoop, Verdict, classify
 
 logger = logging.getLogger(__name__)
 
 
 class HARedis(redis.Redis):
-    """A Redis client bound to the current master (or replicas) of one Sentinel-monitored service."""
+    """A Redis client bound to the current master (or replicas) of one Sentinel-monitored service.
+
+    Rebuilt the way redis-py and RQ rebuild clients, it stays Sentinel-aware:
+    ``HARedis(connection_pool=client.connection_pool)`` shares the pool, ``client.client()`` gives a
+    single-connection client on it, and ``HARedis(connection_pool=ConnectionPool(connection_class=
+    pool.connection_class, **pool.connection_kwargs))`` (RQ's scheduler and ``WorkerPool``) builds a
+    fresh Sentinel-aware pool from the settings its connection class carries. Without settings or a
+    pool, settings come from the environment.
+    """
 
     def __init__(
-        self, settings: Settings, role: Role = "master", connection_pool: HAConnectionPool | None = None
+        self,
+        settings: Settings | None = None,
+        role: Role = "master",
+        connection_pool: ConnectionPool | None = None,
+        *,
+        single_connection_client: bool | None = None,
     ) -> None:
+        last_seen: Address | None = None
+        if connection_pool is not None and not isinstance(connection_pool, HAConnectionPool):
+            origin = getattr(connection_pool.connection_class, "owner_pool", None)
+            if not isinstance(origin, HAConnectionPool):
+                raise TypeError(
+                    f"{type(self).__name__} needs a pool of redis_ha connections; "
+                    f"{connection_pool.connection_class.__name__} does not know its Sentinels"
+                )
+            # A clone of a pool (RQ's parse_connection): it never connected, and a fresh pool of
+            # our own follows failover by itself.
+            settings, role = settings or origin.settings, origin.role
+            last_seen = origin.last_address
+            connection_pool.disconnect()
+            connection_pool = None
+        if connection_pool is not None:
+            settings, role = settings or connection_pool.settings, connection_pool.role
+        if settings is None:
+            settings = load_settings()
         self.settings = settings
         self.ha_role: Role = role  # not "role": that is the ROLE command's method
         pool = connection_pool or HAConnectionPool(settings, role)
-        super().__init__(connection_pool=pool)
+        if connection_pool is None and last_seen is not None:
+            # The clone's kwargs name the node its original last reached, as the original's do
+            # (RQ compares registries by them); its connections still ask Sentinel.
+            pool.last_address = last_seen
+        if single_connection_client is None:
+            single_connection_client = bool(settings.extra.get("single_connection_client", False))
+        super().__init__(
+            connection_pool=pool,
+            single_connection_client=single_connection_client,
+            event_dispatcher=settings.extra.get("event_dispatcher"),
+        )
         # As redis.Redis does: close() (and ``with``) releases the pool when this client made it,
         # its failover watcher threads and Sentinel connections included.
         self.auto_close_connection_pool = connection_pool is None
@@ -58,14 +100,30 @@ class HARedis(redis.Redis):
         block_s = block_seconds(args)
         if block_s is None:
             run = super().execute_command
-            return self.retry_loop.run(lambda: run(*args, **options), (args,))
+            return self.retry_loop.run(self._own_connection_reset_on_failure(lambda: run(*args, **options)), (args,))
         timeout = read_timeout_for(block_s, self.settings.socket_timeout_s)
         return self.retry_loop.run(lambda: self._execute_blocking(args, options, timeout), (args,))
+
+    def _own_connection_reset_on_failure(self, operation: Callable[[], Any]) -> Callable[[], Any]:
+        """A single-connection client keeps its connection: after a failure the next attempt must
+        reconnect (asking Sentinel again) instead of reusing a socket to a demoted master."""
+        if self.connection is None:
+            return operation
+
+        def attempt() -> Any:
+            try:
+                return operation()
+            except redis.RedisError as error:
+                if self.connection is not None and classify(error, self.ha_role) is not Verdict.OTHER:
+                    self.connection.disconnect()
+                raise
+
+        return attempt
 
     def _execute_blocking(self, args: tuple[Any, ...], options: dict[str, Any], timeout: float | None) -> Any:
         """A blocking command (BLMOVE, WAIT, ...) on a connection whose read timeout covers its block time."""
         pool = self.ha_pool
-        conn: Any = pool.get_connection()
+        conn: Any = self.connection or pool.get_connection()
         try:
             conn.set_read_timeout(timeout)
             return self._send_command_parse_response(conn, args[0], *args, **options)
@@ -74,7 +132,8 @@ class HARedis(redis.Redis):
             raise
         finally:
             conn.restore_read_timeout()
-            pool.release(conn)
+            if conn is not self.connection:
+                pool.release(conn)
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> HAPipeline:
         return HAPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint, self.retry_loop)
@@ -184,13 +243,20 @@ def connect(
     """A client for the master (``role="master"``) or for reads from replicas (``role="replica"``).
 
     Settings come from the environment (``REDIS_SENTINELS`` etc.), then ``url``, then keyword
-    overrides such as ``password=`` or ``retry_deadline_s=``. Raises ``ConfigError`` listing
-    every problem. No network traffic happens until the first command.
+    overrides such as ``password=`` or ``retry_deadline_s=``, applied to ``settings`` when given.
+    ``redis.Redis``'s own keywords work too: its names for settings (``socket_timeout``,
+    ``ssl``...), and options passed through (``decode_responses``, ``protocol``, ``encoding``,
+    ``client_name``, ``single_connection_client``...); those that cannot work with Sentinel
+    (``host``, ``port``, ``unix_socket_path``, ``retry``...) are refused, each saying why.
+    Raises ``ConfigError`` listing every problem. No network traffic happens until the first
+    command (except with ``single_connection_client=True``, which connects at once).
     """
     if role not in ("master", "replica"):
         raise ValueError(f"role is '{role}'; expected 'master' or 'replica'")
     if settings is None:
         settings = load_settings(url, env=env, **overrides)
+    elif overrides:
+        settings = with_overrides(settings, **overrides)
     return HARedis(settings, role=role)
 
 

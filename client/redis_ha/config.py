@@ -113,7 +113,9 @@ class Settings:
     client_name: str | None = None
     # Retry commands that may have run already even when running them twice is unsafe.
     retry_unsafe_commands: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)  # may hold anything: not shown
+    # redis.Redis keywords passed through as given (decode_responses, protocol, ...; see
+    # PASSED_REDIS_KEYWORDS). May hold credentials: not shown.
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def uses_sentinel(self) -> bool:
@@ -599,6 +601,77 @@ def _from_url(url: str, source: str, errors: _Collector) -> dict[str, Any]:
 # Keyword arguments.
 
 _FIELD_NAMES = {f.name for f in dataclasses.fields(Settings)}
+
+# Every keyword of redis.Redis() is one of: a Settings field of the same name (db, username,
+# password, client_name), an alias of one, passed through, or refused with the reason.
+ALIASED_REDIS_KEYWORDS: Mapping[str, str] = {
+    "socket_timeout": "socket_timeout_s",
+    "socket_connect_timeout": "connect_timeout_s",
+    "health_check_interval": "health_check_interval_s",
+    "ssl": "tls",
+    "ssl_ca_certs": "tls_ca_file",
+    "ssl_certfile": "tls_cert_file",
+    "ssl_keyfile": "tls_key_file",
+}
+"""redis.Redis keyword -> the Settings field that means the same (redis_ha's name, with its unit)."""
+
+PASSED_REDIS_KEYWORDS: frozenset[str] = frozenset(
+    {
+        "decode_responses",
+        "encoding",
+        "encoding_errors",
+        "protocol",
+        "legacy_responses",
+        "lib_name",
+        "lib_version",
+        "driver_info",
+        "socket_read_size",
+        "socket_keepalive",
+        "socket_keepalive_options",
+        "max_connections",
+        "credential_provider",
+        "maint_notifications_config",
+        "single_connection_client",  # the client's, not the pool's
+        "event_dispatcher",  # the client's
+        "ssl_cert_reqs",
+        "ssl_include_verify_flags",
+        "ssl_exclude_verify_flags",
+        "ssl_ca_path",
+        "ssl_ca_data",
+        "ssl_check_hostname",
+        "ssl_password",
+        "ssl_validate_ocsp",
+        "ssl_validate_ocsp_stapled",
+        "ssl_ocsp_context",
+        "ssl_ocsp_expected_cert",
+        "ssl_min_version",
+        "ssl_ciphers",
+    }
+)
+"""redis.Redis keywords handed as given to redis_ha's pool and its connections (or the client)."""
+
+_WHERE = "redis_ha asks Sentinel where the master is: set REDIS_SENTINELS (or url='redis://host:port' for one node)"
+_RETRY = (
+    "redis_ha's retry loop is the only one, as it alone knows which commands may run twice after a failover: "
+    "set retry_deadline_s (and retry_unsafe_commands)"
+)
+_CACHE = "client-side caching wraps each connection in a proxy that Sentinel failover handling cannot follow"
+REFUSED_REDIS_KEYWORDS: Mapping[str, str] = {
+    "host": _WHERE,
+    "port": _WHERE,
+    "unix_socket_path": "a Unix socket reaches one local server, never the master Sentinel names: set REDIS_SENTINELS",
+    "connection_pool": (
+        "redis_ha builds its own Sentinel-aware pool; to share one, use HARedis(connection_pool=client.connection_pool)"
+    ),
+    "retry": _RETRY,
+    "retry_on_timeout": _RETRY,
+    "retry_on_error": _RETRY,
+    "redis_connect_func": "redis_ha runs its own connect step (every new connection confirms the master's ROLE)",
+    "cache": _CACHE,
+    "cache_config": _CACHE,
+    "oss_cluster_maint_notifications_handler": "it is for Redis Cluster, which Sentinel does not manage",
+}
+"""redis.Redis keywords that cannot work with Sentinel, each with why."""
 _SECONDS_FIELDS = {name: kind == "seconds0" for name, kind in _ENV_FIELDS.values() if kind.startswith("seconds")}
 _TEXT_FIELDS = {name for name, kind in _ENV_FIELDS.values() if kind in ("str", "file")}
 
@@ -606,11 +679,21 @@ _TEXT_FIELDS = {name for name, kind in _ENV_FIELDS.values() if kind in ("str", "
 def _from_overrides(overrides: Mapping[str, Any], errors: _Collector) -> dict[str, Any]:
     """Keyword arguments checked like the variables they stand for; a secret's value is never shown."""
     values: dict[str, Any] = {}
-    for key, given in overrides.items():
-        source = f"keyword argument {key}"
+    extra: dict[str, Any] = {}
+    for given_key, given in overrides.items():
+        source = f"keyword argument {given_key}"
         value = given
-        if key not in _FIELD_NAMES:
-            errors.add(f"unknown setting '{key}'; known settings: {', '.join(sorted(_FIELD_NAMES))}")
+        if given_key in REFUSED_REDIS_KEYWORDS:
+            errors.add(f"{source} cannot be used with Sentinel: {REFUSED_REDIS_KEYWORDS[given_key]}")
+            continue
+        if given_key in PASSED_REDIS_KEYWORDS:
+            errors.add(_passthrough_problem(given_key, given))
+            extra[given_key] = given
+            continue
+        key = ALIASED_REDIS_KEYWORDS.get(given_key, given_key)
+        if key not in _FIELD_NAMES or key == "extra":
+            known = sorted((_FIELD_NAMES - {"extra"}) | set(ALIASED_REDIS_KEYWORDS) | PASSED_REDIS_KEYWORDS)
+            errors.add(f"unknown setting '{given_key}'; known settings: {', '.join(known)}")
             continue
         if given is None:
             continue
@@ -637,7 +720,19 @@ def _from_overrides(overrides: Mapping[str, Any], errors: _Collector) -> dict[st
             continue
         if value is not None:
             values[key] = value
+    if extra:
+        values["extra"] = extra
     return values
+
+
+def _passthrough_problem(key: str, value: Any) -> str | None:
+    """Why a passed-through redis.Redis keyword cannot work, for the few whose values are checked here."""
+    source = f"keyword argument {key}"
+    if key == "protocol" and value not in (None, 2, 3, "2", "3"):
+        return f"{source} is {value!r}; expected 2 (RESP2) or 3 (RESP3)"
+    if key in ("decode_responses", "single_connection_client") and not isinstance(value, bool):
+        return f"{source} is {value!r}; expected True or False"
+    return None
 
 
 def load_settings(
@@ -667,6 +762,19 @@ def load_settings(
     return settings
 
 
+def with_overrides(settings: Settings, **overrides: Any) -> Settings:
+    """``settings`` with keyword overrides applied, checked as ``load_settings`` checks them."""
+    errors = _Collector()
+    values = _from_overrides(overrides, errors)
+    if "extra" in values:
+        values["extra"] = {**settings.extra, **values["extra"]}
+    merged = dataclasses.replace(settings, **values)
+    _check(merged, errors, url_given=True)
+    if errors.problems:
+        raise ConfigError(errors.problems)
+    return merged
+
+
 def _check(s: Settings, errors: _Collector, *, url_given: bool) -> None:
     """Cross-field checks that only make sense on the merged result.
 
@@ -691,5 +799,8 @@ def _check(s: Settings, errors: _Collector, *, url_given: bool) -> None:
             errors.add(f"{var} is set but TLS is off; set REDIS_TLS=1 or remove {var}")
         elif path and not Path(path).is_file():
             errors.add(f"{var} is '{path}', which is not a readable file")
+    for key in sorted(k for k in s.extra if k.startswith("ssl_")):
+        if not s.tls:
+            errors.add(f"keyword argument {key} is set but TLS is off; set tls=True (REDIS_TLS=1) or remove {key}")
     if bool(s.tls_cert_file) != bool(s.tls_key_file):
         errors.add("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be set together (client certificate)")

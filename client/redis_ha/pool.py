@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import functools
 import importlib.metadata
 import logging
@@ -18,27 +19,31 @@ import re
 import socket
 import threading
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import redis
 from redis.connection import Connection, ConnectionPool, SSLConnection
 from redis.exceptions import NoPermissionError
 from redis.utils import str_if_bytes
 
-from redis_ha.config import Address, Settings, credentials, format_address
+from redis_ha.config import DEFAULT_REDIS_PORT, Address, Settings, credentials, format_address
 from redis_ha.errors import ConfigError, NotDurable, TopologyChanged, describe_error
 from redis_ha.promotion import PromotionProbe, parse_info, replicas_in_role_reply
 from redis_ha.sentinel import SentinelDirectory, no_retry, tls_kwargs
 from redis_ha.watch import SwitchWatcher
 
 try:
-    from redis.driver_info import DriverInfo
+    from redis.driver_info import DriverInfo, resolve_driver_info
 except ImportError:  # redis-py < 7.2 takes CLIENT SETINFO's LIB-NAME as one string (see client_setinfo)
     DriverInfo = None  # type: ignore[assignment,misc]
+    resolve_driver_info = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
 Role = Literal["master", "replica"]
+
+CLIENT_KEYWORDS = frozenset({"single_connection_client", "event_dispatcher"})
+"""Passed-through redis.Redis keywords that belong to the client, not to its pool."""
 
 NOT_SENT_MARK = "redis_ha_not_sent"
 """Attribute set on an exception raised while connecting: the command never left this process."""
@@ -82,11 +87,45 @@ def _package_version() -> str:
         return "0"
 
 
-class HAConnection(Connection):
-    """A redis-py connection whose address comes from Sentinel at every (re)connect."""
+UNRESOLVED_HOST = "master-not-resolved-yet.redis-ha.invalid"
+"""``host`` in a pool's connection kwargs until its first connection found the master (.invalid never
+resolves, so a plain client built from them too early fails with this name in its error)."""
 
-    def __init__(self, *, ha_pool: HAConnectionPool, **kwargs: Any) -> None:
-        self.ha_pool = ha_pool
+
+class _HAConnectionType(type(Connection)):  # type: ignore[misc]  # ABCMeta
+    """Metaclass of the connection class each ``HAConnectionPool`` makes for itself."""
+
+
+def _connection_class_of_new_pool(settings: Settings, role: Role) -> type[HAConnection]:
+    """What a pool's connection class becomes in another process: the class of a fresh pool."""
+    return HAConnectionPool(settings, role).connection_class  # type: ignore[no-any-return]
+
+
+def _reduce_connection_class(cls: type[HAConnection]) -> Any:
+    pool = cls.__dict__.get("owner_pool")
+    if pool is None:
+        return cls.__qualname__  # HAConnection itself: pickled by name
+    return (_connection_class_of_new_pool, (pool.settings, pool.role))
+
+
+copyreg.pickle(_HAConnectionType, _reduce_connection_class)
+
+
+class HAConnection(Connection, metaclass=_HAConnectionType):
+    """A redis-py connection whose address comes from Sentinel at every (re)connect.
+
+    Each ``HAConnectionPool`` uses a subclass of its own whose ``owner_pool`` names it, so the
+    connection kwargs stay ones ``redis.Redis(**kwargs)`` accepts and a pool built elsewhere from
+    ``(pool.connection_class, pool.connection_kwargs)`` still finds the master through Sentinel.
+    """
+
+    owner_pool: ClassVar[HAConnectionPool | None] = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        pool = type(self).owner_pool
+        if pool is None:
+            raise TypeError("HAConnection is made by an HAConnectionPool; use its connection_class")
+        self.ha_pool: HAConnectionPool = pool
         self.generation = -1
         self._handshaking = False
         self._expected_role: str | None = None
@@ -194,19 +233,35 @@ class HAConnectionPool(ConnectionPool):
         self._master_answered = False  # the last failure was the master refusing writes, alive
         self._trouble_logged_at = 0.0
         s = settings
+        # redis.Redis keywords passed through (see config.PASSED_REDIS_KEYWORDS), minus the client's own.
+        extra = {k: v for k, v in s.extra.items() if k not in CLIENT_KEYWORDS}
+        # CLIENT SETINFO's library name: redis-ha's, unless the caller names its own.
+        setinfo: dict[str, Any] = client_setinfo()
+        if extra.keys() & {"driver_info", "lib_name", "lib_version"}:
+            given: dict[str, Any] = {k: extra.pop(k) for k in ("driver_info", "lib_name", "lib_version") if k in extra}
+            # redis-py 7.2+ folds them into one DriverInfo, as redis.Redis does; older take them as they are.
+            setinfo = {"driver_info": resolve_driver_info(**given)} if DriverInfo is not None else given
+        # A credential provider given by the caller replaces the user and password.
+        who = {} if "credential_provider" in extra else credentials(s.username, s.password)
+        base = HASSLConnection if s.tls else HAConnection
+        connection_class = _HAConnectionType(base.__name__, (base,), {"owner_pool": self, "__module__": __name__})
+        host, port = s.node or (UNRESOLVED_HOST, DEFAULT_REDIS_PORT)
         super().__init__(
-            connection_class=HASSLConnection if s.tls else HAConnection,
-            ha_pool=self,
-            **credentials(s.username, s.password),
+            connection_class=connection_class,
+            # What ``redis.Redis(**connection_kwargs)`` connects to: the node this pool last
+            # reached, kept up to date (see ``_track``).
+            host=host,
+            port=port,
+            **who,
             db=s.db,
             socket_timeout=s.socket_timeout_s,
             socket_connect_timeout=s.connect_timeout_s,
             socket_keepalive=True,
             health_check_interval=s.health_check_interval_s,
             client_name=s.client_name,
-            **client_setinfo(),
+            **setinfo,
             retry=no_retry(),
-            **tls_kwargs(s),
+            **tls_kwargs(s) | extra,
         )
 
     def reset(self) -> None:
@@ -292,8 +347,27 @@ class HAConnectionPool(ConnectionPool):
         if replid:
             self._lineage = (addr, replid)
 
+    @property
+    def last_address(self) -> Address | None:
+        """The node ``connection_kwargs`` name: the one this pool last reached (None before any)."""
+        kwargs = self.connection_kwargs
+        addr = (str(kwargs["host"]), int(kwargs["port"]))
+        return None if addr[0] == UNRESOLVED_HOST else addr
+
+    @last_address.setter
+    def last_address(self, addr: Address) -> None:
+        self._track(addr)
+
+    def _track(self, addr: Address) -> None:
+        """Keep ``connection_kwargs`` pointing at the node this pool last reached (keys exist: the
+        dict never changes size while redis-py copies it in another thread)."""
+        kwargs = self.connection_kwargs
+        if (kwargs["host"], kwargs["port"]) != addr:
+            kwargs["host"], kwargs["port"] = addr
+
     def note_connected(self, addr: Address) -> None:
         """Called by each new connection; an unseen master address means the topology moved."""
+        self._track(addr)
         if self.role != "master" or addr == self._current:
             return
         previous, self._current = self._current, addr
@@ -326,6 +400,7 @@ class HAConnectionPool(ConnectionPool):
         )
         if self.role == "master":
             self._current = new
+            self._track(new)
         self._bump(interrupt_in_use=True)
 
     def _bump(self, *, interrupt_in_use: bool) -> None:

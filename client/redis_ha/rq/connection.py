@@ -2,11 +2,9 @@
 
 RQ 3.0 rebuilds connections for its scheduler process and for ``WorkerPool`` workers as
 ``type(conn)(connection_pool=ConnectionPool(connection_class=pool.connection_class,
-**pool.connection_kwargs))`` (see ``rq.connections.parse_connection``). For a plain
-``HARedis`` that call fails (its first argument is ``settings``), and a pool built that way
-would lose Sentinel. ``RQRedis`` accepts exactly that call: it finds the original
-``HAConnectionPool`` in the kwargs (every ``HAConnection`` carries ``ha_pool``) and builds a
-fresh Sentinel-aware pool from its settings, so every clone follows failover too.
+**pool.connection_kwargs))`` (see ``rq.connections.parse_connection``). A pool built that way
+would lose Sentinel, so ``HARedis`` (and ``RQRedis``) recognise it and build a fresh
+Sentinel-aware pool from the original pool's settings: every clone follows failover too.
 """
 
 from __future__ import annotations
@@ -16,32 +14,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from redis.connection import ConnectionPool
 
 from redis_ha.client import HARedis
 from redis_ha.config import Settings, load_settings
-from redis_ha.pool import HAConnectionPool, Role
 
 
 class RQRedis(HARedis):
-    """``HARedis`` that RQ may clone with ``RQRedis(connection_pool=ConnectionPool(...))``."""
+    """``HARedis`` that RQ may clone with ``RQRedis(connection_pool=ConnectionPool(...))``.
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        role: Role = "master",
-        connection_pool: ConnectionPool | None = None,
-    ) -> None:
-        if connection_pool is not None and not isinstance(connection_pool, HAConnectionPool):
-            origin = connection_pool.connection_kwargs.get("ha_pool")
-            if not isinstance(origin, HAConnectionPool):
-                raise TypeError("RQRedis can only be cloned from a pool of HAConnections")
-            settings, role = origin.settings, origin.role
-            connection_pool.disconnect()  # it never connected; nothing should use it
-            connection_pool = None
-        if settings is None:
-            settings = load_settings()
-        super().__init__(settings, role=role, connection_pool=connection_pool)
+    Every ``HARedis`` may be cloned that way now; this class remains for the connections RQ
+    pickles and for code that names it.
+    """
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (RQRedis, (self.settings, self.ha_role))
