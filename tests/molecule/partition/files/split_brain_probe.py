@@ -5,7 +5,7 @@
 While side_effect.yml keeps the master cut off from the other Redis and Sentinel hosts (iptables
 inside the master), this talks straight to HOST, the way a client that never asks Sentinel would:
 every interval a new connection asks ROLE, writes one short-lived key, and asks ``WAIT 1`` whether
-a replica confirmed it. Credentials are the app's (REDIS_USERNAME, REDIS_PASSWORD). One JSON line
+a replica confirmed it. Credentials are the app's (REDIS_USERNAME, REDIS_PASSWORD(_FILE)). One JSON line
 per probe goes to DIR/split-probe.log; once DIR/split-probe.stop exists (or after --max-seconds)
 DIR/split-probe.json sums them up: how often HOST answered and said master, how many writes it
 accepted, how many it refused (NOREPLICAS: min-replicas-to-write) and how many a replica confirmed.
@@ -26,6 +26,15 @@ KEY_PREFIX = "drill:split-probe:"
 KEY_TTL_MS = 600_000
 WAIT_TIMEOUT_MS = 100
 SOCKET_TIMEOUT_S = 1.0
+
+
+def app_password() -> str | None:
+    """The app's password: REDIS_PASSWORD_FILE (the app hosts' .env points at a file), else REDIS_PASSWORD."""
+    path = os.environ.get("REDIS_PASSWORD_FILE")
+    if path:
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip() or None
+    return os.environ.get("REDIS_PASSWORD") or None
 
 
 def probe(client: redis.Redis, n: int) -> dict[str, Any]:
@@ -77,7 +86,7 @@ def main() -> int:
                 args.host,
                 args.port,
                 username=os.environ.get("REDIS_USERNAME") or None,
-                password=os.environ.get("REDIS_PASSWORD") or None,
+                password=app_password(),
                 socket_timeout=SOCKET_TIMEOUT_S,
                 socket_connect_timeout=SOCKET_TIMEOUT_S,
                 decode_responses=True,
