@@ -325,14 +325,11 @@ def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path:
 
 def test_an_app_with_its_env_rides_through_a_sentinel_failover(lab: Lab) -> None:
     """Last in this file: a failover changes the master the checks above looked at."""
+    if lab.tls_dir is not None:
+        # tests/test_tls.py fails the master over next, and Sentinel refuses a second failover for
+        # 2 x failover-timeout; its own check already covers the app's client over TLS.
+        pytest.skip("scenario tls fails the master over in test_tls.py instead")
     env = {**app_env(lab), "REDIS_RETRY_DEADLINE": "30"}
-    if lab.tls_dir is not None:  # the .env names the app host's certificate paths; use the verifier's here
-        tls = lab.tls()
-        env |= {
-            "REDIS_TLS_CA_FILE": tls["ssl_ca_certs"],
-            "REDIS_TLS_CERT_FILE": tls["ssl_certfile"],
-            "REDIS_TLS_KEY_FILE": tls["ssl_keyfile"],
-        }
     client = redis_ha.connect(env=env)
     old = master_of(lab)
     stop = threading.Event()
