@@ -127,11 +127,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     for replica in obs.replicas:
         lag = "-" if replica.lag_s is None else f"{replica.lag_s}s"
         state_text = "online" if replica.online else "not online"
-        behind = f"{replica.offset_behind} bytes behind"
+        behind = replica.sync.describe() if replica.sync else f"{replica.offset_behind} bytes behind"
         print(f"  replica {format_address(replica.address)}: {state_text}, lag {lag}, {behind}")
     for sentinel in obs.sentinels:
         if sentinel.reachable:
-            print(f"  sentinel {format_address(sentinel.address)}: {sentinel.quorum_reply}")
+            extra = [f"failing over ({sentinel.failover_state})"] if sentinel.failover_state else []
+            extra += [f"lists {entry} as down" for entry in sentinel.down_entries]
+            print(f"  sentinel {format_address(sentinel.address)}: {'; '.join([sentinel.quorum_reply, *extra])}")
         else:
             print(f"  sentinel {format_address(sentinel.address)}: unreachable ({sentinel.error})")
     for name, depth in sorted(obs.queues.items()):

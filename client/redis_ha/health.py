@@ -1,8 +1,9 @@
 """Is the Redis service healthy? One observation of the whole service, and a pure decision over it.
 
-``observe()`` asks every sentinel (master address, ``SENTINEL CKQUORUM``), the master
-(``INFO replication``: replicas and their lag) and RQ (queue depths, workers), each with short
-timeouts. ``decide()`` turns that into ``healthy``, ``degraded`` or ``down`` and a sentence
+``observe()`` asks every sentinel (master address, ``SENTINEL CKQUORUM``, the replicas and
+Sentinels it lists, a failover under way), the master (``INFO replication``: replicas and their
+lag), each replica (a full sync or a load under way, and how far along) and RQ (queue depths,
+workers), each with short timeouts. ``decide()`` turns that into ``healthy``, ``degraded`` or ``down`` and a sentence
 saying why; it touches no socket and is unit-tested on its own. ``health()`` returns both as a
 JSON-ready dict for an application's health endpoint; ``redis-ha status`` prints it.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,7 +20,8 @@ import redis
 
 from redis_ha.client import HARedis
 from redis_ha.config import Address, Settings, format_address, load_settings
-from redis_ha.sentinel import SentinelDirectory
+from redis_ha.promotion import parse_info
+from redis_ha.sentinel import SentinelDirectory, probe_client
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,11 @@ HEALTH_RETRY_DEADLINE_S = 2.0
 """How long a health check keeps trying to reach the master, seconds."""
 
 
+STALE_FLAGS = ("s_down", "o_down", "disconnected")
+"""Flags of an entry in a Sentinel's table that is down: a node that died, or one retired
+without making every Sentinel forget it (a stale entry keeps Sentinel from picking a replica)."""
+
+
 @dataclass(frozen=True)
 class SentinelView:
     address: Address
@@ -40,6 +47,28 @@ class SentinelView:
     quorum_ok: bool = False
     quorum_reply: str = ""
     error: str = ""
+    down_entries: tuple[str, ...] = ()
+    """Replicas and Sentinels this Sentinel lists as down, e.g. ``replica 10.0.0.5:6379 (s_down)``."""
+    failover_state: str = ""
+    """Sentinel's ``failover-state`` while it runs a failover of this master, else empty."""
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """A replica's full sync (``phase="sync"``: bytes received of the RDB) or its load of it."""
+
+    phase: Literal["sync", "load"]
+    done_bytes: int
+    total_bytes: int | None
+    """None while the size is unknown (a diskless sync streams the RDB without announcing it)."""
+
+    def describe(self) -> str:
+        verb = "syncing from the master" if self.phase == "sync" else "loading its data"
+        if self.total_bytes:
+            return f"{verb}: {self.done_bytes * 100 // self.total_bytes}% of {_size(self.total_bytes)}"
+        if not self.done_bytes and self.phase == "sync":
+            return f"{verb}: waiting for the master's snapshot"
+        return f"{verb}: {_size(self.done_bytes)} so far"
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,8 @@ class ReplicaView:
     online: bool
     lag_s: int | None
     offset_behind: int | None
+    sync: SyncProgress | None = None
+    """Set while the replica copies or loads the master's data, before it can serve or be promoted."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +113,21 @@ def decide(obs: Observation, *, max_lag_s: int = DEFAULT_MAX_REPLICA_LAG_S) -> t
         problems.append(
             f"sentinel {format_address(no_quorum[0].address)} says it could not fail over: {no_quorum[0].quorum_reply}"
         )
+    failing_over = [s for s in reachable if s.failover_state]
+    if failing_over:
+        problems.append(
+            f"sentinel {format_address(failing_over[0].address)} is failing the master over "
+            f"({failing_over[0].failover_state})"
+        )
+    problems.extend(
+        f"sentinel {format_address(s.address)} lists {entry} as down: a node that died or was retired "
+        "without every Sentinel forgetting it"
+        for s in reachable
+        for entry in s.down_entries
+    )
+    problems.extend(
+        f"replica {format_address(r.address)} is {r.sync.describe()}" for r in obs.replicas if r.sync is not None
+    )
     online = [r for r in obs.replicas if r.online]
     if not online:
         problems.append("no replica is connected, so a master failure would lose data and stop writes")
@@ -121,7 +167,7 @@ def observe(settings: Settings, queues: Sequence[str] | None = None) -> Observat
         master = client.master_address
     except redis.RedisError as exc:
         return dataclasses.replace(obs, master_error=str(exc).splitlines()[0])
-    replicas = _replicas_from_info(info)
+    replicas = tuple(_with_sync_progress(settings, replica) for replica in _replicas_from_info(info))
     queue_depths: dict[str, int] = {}
     workers: int | None = None
     try:
@@ -143,7 +189,9 @@ def _observe_sentinel(directory: SentinelDirectory, addr: Address, name: str) ->
     try:
         reply: Any = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
         master = (str(reply[0]), int(reply[1])) if reply else None
-        replicas: Any = client.execute_command("SENTINEL", "REPLICAS", name)
+        replicas: Any = client.execute_command("SENTINEL", "REPLICAS", name) or []
+        peers: Any = client.execute_command("SENTINEL", "SENTINELS", name) or []
+        master_entry: Any = client.execute_command("SENTINEL", "MASTER", name)
     except redis.RedisError as exc:
         return SentinelView(addr, reachable=False, error=str(exc).splitlines()[0]), 0
     try:
@@ -153,7 +201,38 @@ def _observe_sentinel(directory: SentinelDirectory, addr: Address, name: str) ->
         quorum, ok = str(exc), False
     except redis.RedisError as exc:
         return SentinelView(addr, reachable=False, error=str(exc).splitlines()[0]), 0
-    return SentinelView(addr, reachable=True, master=master, quorum_ok=ok, quorum_reply=quorum), len(replicas or [])
+    down = tuple(
+        _down_entry(kind, _pairs(entry))
+        for kind, entries in (("replica", replicas), ("sentinel", peers))
+        for entry in entries
+    )
+    flags = _pairs(master_entry).get("flags", "")
+    view = SentinelView(
+        addr,
+        reachable=True,
+        master=master,
+        quorum_ok=ok,
+        quorum_reply=quorum,
+        down_entries=tuple(entry for entry in down if entry),
+        failover_state=_pairs(master_entry).get("failover-state", "") if "failover_in_progress" in flags else "",
+    )
+    return view, len(replicas)
+
+
+def _pairs(reply: Any) -> dict[str, str]:
+    """A Sentinel table entry as a dict: redis-py parses some replies, RESP2 gives a flat list."""
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    items = list(reply or [])
+    return {str(k): str(v) for k, v in zip(items[::2], items[1::2], strict=False)}
+
+
+def _down_entry(kind: str, entry: Mapping[str, str]) -> str:
+    """``replica 10.0.0.5:6379 (s_down,disconnected)`` when the entry is down, else empty."""
+    flags = [flag for flag in entry.get("flags", "").split(",") if flag in STALE_FLAGS]
+    if not flags:
+        return ""
+    return f"{kind} {entry.get('ip')}:{entry.get('port')} ({','.join(flags)})"
 
 
 def _replicas_from_info(info: dict[str, Any]) -> tuple[ReplicaView, ...]:
@@ -172,6 +251,39 @@ def _replicas_from_info(info: dict[str, Any]) -> tuple[ReplicaView, ...]:
             )
         )
     return tuple(replicas)
+
+
+def _with_sync_progress(settings: Settings, replica: ReplicaView) -> ReplicaView:
+    """The replica as its own ``INFO`` tells it: a full sync or a load under way, and how far along."""
+    if replica.online:
+        return replica
+    try:
+        with probe_client(settings, replica.address, sentinel=False) as client:
+            info: Any = client.execute_command("INFO", "replication", "persistence")
+    except redis.RedisError as exc:
+        logger.debug("Could not ask replica %s how its sync goes: %s", format_address(replica.address), exc)
+        return replica
+    return dataclasses.replace(replica, sync=sync_progress(parse_info(info)))
+
+
+def sync_progress(info: Mapping[str, str]) -> SyncProgress | None:
+    """What a replica's ``INFO replication`` + ``persistence`` say about a sync or load under way."""
+    if info.get("loading") == "1":
+        total = int(info.get("loading_total_bytes", "0") or 0)
+        return SyncProgress("load", int(info.get("loading_loaded_bytes", "0") or 0), total or None)
+    if info.get("master_sync_in_progress") == "1":
+        total = int(info.get("master_sync_total_bytes", "-1") or -1)
+        return SyncProgress("sync", int(info.get("master_sync_read_bytes", "0") or 0), total if total > 0 else None)
+    return None
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
 
 
 def health(settings: Settings | None = None, queues: Sequence[str] | None = None) -> dict[str, Any]:
@@ -193,6 +305,7 @@ def health(settings: Settings | None = None, queues: Sequence[str] | None = None
                 "online": r.online,
                 "lag_s": r.lag_s,
                 "offset_behind": r.offset_behind,
+                "sync": r.sync.describe() if r.sync else None,
             }
             for r in obs.replicas
         ],
@@ -203,6 +316,8 @@ def health(settings: Settings | None = None, queues: Sequence[str] | None = None
                 "master": format_address(s.master) if s.master else None,
                 "quorum_ok": s.quorum_ok,
                 "quorum": s.quorum_reply or s.error,
+                "down_entries": list(s.down_entries),
+                "failover_state": s.failover_state or None,
             }
             for s in obs.sentinels
         ],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from redis_ha.health import Observation, ReplicaView, SentinelView, decide
+from redis_ha.health import Observation, ReplicaView, SentinelView, SyncProgress, decide, sync_progress
 
 MASTER = ("10.0.0.1", 6379)
 
@@ -58,3 +58,37 @@ def test_a_lagging_or_missing_replica_is_degraded() -> None:
     assert "1 of 2 replicas" in reason and "lags 30s" in reason
     alone = dataclasses.replace(healthy(), replicas=(), known_replicas=0)
     assert "no replica" in decide(alone)[1]
+
+
+def test_a_down_entry_in_a_sentinel_table_is_degraded_and_named() -> None:
+    stale = sentinel(26380, down_entries=("replica 10.0.0.5:6379 (s_down,disconnected)",))
+    obs = dataclasses.replace(healthy(), sentinels=(sentinel(26379), stale, sentinel(26381)))
+    state, reason = decide(obs)
+    assert state == "degraded"
+    assert "sentinel 10.0.0.9:26380 lists replica 10.0.0.5:6379 (s_down,disconnected) as down" in reason
+
+
+def test_a_failover_under_way_is_degraded() -> None:
+    busy = sentinel(26379, failover_state="wait_promotion")
+    state, reason = decide(dataclasses.replace(healthy(), sentinels=(busy, sentinel(26380), sentinel(26381))))
+    assert (state, "failing the master over (wait_promotion)" in reason) == ("degraded", True)
+
+
+def test_a_syncing_replica_says_how_far_along() -> None:
+    syncing = ReplicaView(("10.0.0.3", 6379), False, None, None, sync=SyncProgress("sync", 512 * 1024, 2 * 1024**2))
+    obs = dataclasses.replace(healthy(), replicas=(ReplicaView(("10.0.0.2", 6379), True, 0, 0), syncing))
+    state, reason = decide(obs)
+    assert state == "degraded"
+    assert "replica 10.0.0.3:6379 is syncing from the master: 25% of 2.0 MiB" in reason
+
+
+def test_sync_progress_reads_a_replicas_info() -> None:
+    assert sync_progress({"loading": "0", "master_sync_in_progress": "0"}) is None
+    diskless = sync_progress(
+        {"master_sync_in_progress": "1", "master_sync_total_bytes": "-1", "master_sync_read_bytes": "2048"}
+    )
+    assert diskless == SyncProgress("sync", 2048, None)
+    assert diskless.describe() == "syncing from the master: 2.0 KiB so far"
+    assert SyncProgress("sync", 0, None).describe() == "syncing from the master: waiting for the master's snapshot"
+    loading = sync_progress({"loading": "1", "loading_total_bytes": "1000", "loading_loaded_bytes": "500"})
+    assert loading is not None and loading.describe() == "loading its data: 50% of 1000 B"
