@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 
-import redis
 import redis_ha
 from redis_ha.config import Secret
 
 from tests.support.cluster import LoopbackCluster
+from tests.support.writer import background_writes
 
 WRITES_MAX = 5000
 """Bound of the writer loop (about 10 ms apart)."""
@@ -45,23 +44,7 @@ def test_a_password_rotated_in_its_file_reaches_new_connections_without_an_error
     write_secret(redis_file, env.pop("REDIS_PASSWORD"))
     write_secret(sentinel_file, env.pop("REDIS_SENTINEL_PASSWORD"))
     env |= {"REDIS_PASSWORD_FILE": str(redis_file), "REDIS_SENTINEL_PASSWORD_FILE": str(sentinel_file)}
-    client = redis_ha.connect(env=env)
-    errors: list[str] = []
-    writes = [0]
-    stop = threading.Event()
-
-    def write() -> None:
-        while not stop.is_set() and writes[0] < WRITES_MAX:
-            try:
-                client.set("rotation", writes[0])
-                writes[0] += 1
-            except redis.RedisError as error:
-                errors.append(str(error))
-            time.sleep(0.01)
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
+    with redis_ha.connect(env=env) as client, background_writes(client, "rotation", max_writes=WRITES_MAX) as writer:
         time.sleep(0.5)
         new_app, new_sentinel_app = "app-rotated-Pw-0123456789", "sentinel-app-rotated-Pw-0123456789"
         # The deploy's first run: old and new accepted everywhere, then the file moves to the new one.
@@ -83,14 +66,10 @@ def test_a_password_rotated_in_its_file_reaches_new_connections_without_an_error
             with cluster.sentinel_client(index) as admin:
                 admin.execute_command("ACL", "SETUSER", cluster.sentinel_app_user, f"<{cluster.sentinel_app_password}")
                 admin.client_kill_filter(user=cluster.sentinel_app_user)
-        before = writes[0]
+        before = writer.writes
         time.sleep(1.5)
-        assert writes[0] > before + 20, "writes stopped after the old password was dropped"
+        assert writer.writes > before + 20, "writes stopped after the old password was dropped"
         # A client made now, from the same environment, needs the new password too.
         with redis_ha.connect(env=env) as fresh:
-            assert fresh.get("rotation") is not None
-    finally:
-        stop.set()
-        writer.join(timeout=30)
-        client.close()
-    assert errors == []
+            assert fresh.get("rotation:0") is not None
+    assert writer.errors == []

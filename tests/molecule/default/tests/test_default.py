@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from tests.molecule.conftest import (
     wait_for,
 )
 from tests.support import privilege
+from tests.support.writer import background_writes
 
 pytestmark = pytest.mark.lab
 
@@ -332,34 +332,20 @@ def test_an_app_with_its_env_rides_through_a_sentinel_failover(lab: Lab) -> None
     env = {**app_env(lab), "REDIS_RETRY_DEADLINE": "30"}
     client = redis_ha.connect(env=env)
     old = master_of(lab)
-    stop = threading.Event()
-    errors: list[str] = []
-    writes = [0]
-
-    def write() -> None:
-        while not stop.is_set() and writes[0] < 20000:
-            try:
-                client.set(f"least-privilege:{writes[0] % 100}", writes[0])
-                writes[0] += 1
-            except redis.RedisError as error:
-                errors.append(str(error))
-            time.sleep(0.01)
-
-    writer = threading.Thread(target=write)
-    writer.start()
     try:
-        time.sleep(1)
-        with lab.sentinel_client(REDIS_HOSTS[0]) as sentinel:
-            assert sentinel.execute_command("SENTINEL", "FAILOVER", MASTER_NAME) in ("OK", b"OK", True)
-        wait_for(lambda: assert_other_master(lab, old))
-        time.sleep(2)
+        with background_writes(client, "least-privilege", max_writes=20000, keys=100) as writer:
+            time.sleep(1)
+            with lab.sentinel_client(REDIS_HOSTS[0]) as sentinel:
+                assert sentinel.execute_command("SENTINEL", "FAILOVER", MASTER_NAME) in ("OK", b"OK", True)
+            wait_for(lambda: assert_other_master(lab, old))
+            time.sleep(2)
     finally:
-        stop.set()
-        writer.join(timeout=60)
         client.close()
-    print(f"least-privilege failover: writes={writes[0]} errors={len(errors)} old={old} new={master_of(lab)}")
-    assert errors == []
-    assert writes[0] > 100
+    print(
+        f"least-privilege failover: writes={writer.writes} errors={len(writer.errors)} old={old} new={master_of(lab)}"
+    )
+    assert writer.errors == []
+    assert writer.writes > 100
 
 
 def assert_other_master(lab: Lab, old: str) -> None:
