@@ -1,6 +1,7 @@
 # redis-ha-kit — every entry point a person or CI uses.
 #   make deploy [ENV=staging]   deploy the kit (no ENV: the local lab)
 #   make upgrade [ENV=staging]  rolling upgrade/restart, a writable master throughout
+#   make status [ENV=staging]   the service as the app sees it, and when Sentinel may fail over next
 #   make test                   lint, unit + loopback-cluster + Ansible tests, Molecule on nspawn hosts
 #   make test-matrix            Molecule `default` again on Debian 13 (Redis 8, Valkey 8), then `tls`
 #   make test-ops               Molecule day-2 scenarios: upgrade to least privilege, password rotation
@@ -24,10 +25,10 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade drill test-drills molecule test-matrix test-ops test-compat dist lab-up lab-down clean
+	deploy upgrade status drill test-drills molecule test-matrix test-ops test-compat dist lab-up lab-down clean
 
 help:
-	@sed -n '2,11p' Makefile | sed 's/^# //'
+	@sed -n '2,12p' Makefile | sed 's/^# //'
 
 # Installs only what is missing, so repeated runs cost one dpkg query.
 system-deps:
@@ -171,6 +172,10 @@ deploy: venv system-deps
 # Rolling upgrade/restart that keeps a writable master throughout.
 upgrade: venv system-deps
 	$(call run_playbook,ansible/upgrade.yml)
+
+# Read-only: `redis-ha status` on an app host, and each Sentinel's failover gate from its journal.
+status: venv system-deps
+	$(call run_playbook,ansible/status.yml)
 
 # Failover drills: make drill [ENV=staging] KIND=kill-master [CONFIRM=yes] [DRILL_ARGS="--rate 50 --hold 10"]
 # Kinds: kill-master stop-master freeze-master partition-master sentinel-failover kill-sentinel

@@ -154,3 +154,21 @@ def test_a_rotated_password_keeps_the_old_hash_for_one_deploy_then_drops_it() ->
 def test_channels_are_reset_before_the_allowed_patterns() -> None:
     assert acl.acl_channels(["rq:*", "myapp:*"]) == "resetchannels &rq:* &myapp:*"
     assert acl.acl_channels([]) == "resetchannels"
+
+
+def test_the_failover_gate_follows_the_last_attempt_or_vote() -> None:
+    gate = load_plugin("sentinel").failover_gate
+    journal = [
+        "1000.5 redis1 redis-sentinel[7]: 7:X 01 Dec 2026 01:00:00.500 # +sdown master mymaster 10.0.0.1 6379",
+        "1001.0 redis1 redis-sentinel[7]: 7:X 01 Dec 2026 01:00:01.000 # +try-failover master mymaster 10.0.0.1 6379",
+        "1002.0 redis1 redis-sentinel[7]: 7:X 01 Dec 2026 01:00:02.000 # +vote-for-leader 3f2a 7",
+    ]
+    waiting = gate(journal, 30000, 1010.0)
+    assert (waiting["event"], waiting["allowed_at"], waiting["wait_s"]) == ("+vote-for-leader", 1062.0, 52)
+    assert waiting["reason"] == (
+        "it voted in a failover election at 00:16:42 UTC, so it will not start another before "
+        "00:17:42 UTC (in 52 s) (2 x failover-timeout = 60 s)"
+    )
+    assert gate(journal[:2], "30000", "1100")["wait_s"] == 0
+    assert "it tried a failover at 00:16:41 UTC, so it may start one now" in gate(journal[:2], 30000, 1100)["reason"]
+    assert gate(journal[:1], 30000, 1100)["event"] is None

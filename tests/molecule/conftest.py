@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -196,6 +197,25 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={sock}", "lab"], capture_output=True, check=False)
         sock.unlink(missing_ok=True)
     control_dir.rmdir()
+
+
+def run_playbook(playbook: Path, *args: str, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook on this scenario's lab, with Molecule's inventory and ansible.cfg; uncoloured."""
+    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+    return subprocess.run(
+        [
+            shutil.which("ansible-playbook") or "ansible-playbook",
+            *args,
+            "-i",
+            str(ephemeral / "inventory"),
+            str(playbook),
+        ],
+        env={**os.environ, "ANSIBLE_CONFIG": str(ephemeral / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 def wait_for(check: Callable[[], T], timeout_s: float = SETTLE_TIMEOUT_S, interval_s: float = 1.0) -> T:

@@ -1,12 +1,18 @@
-"""Which Sentinel tunables differ from what the running Sentinel uses.
+"""What a running Sentinel does, read from its own answers and log.
 
-sentinel.conf is written once (Sentinel rewrites it), so later changes are applied
-with SENTINEL SET, and only for the values that differ: a second deploy changes nothing.
+``sentinel_changes``: which tunables differ from what the running Sentinel uses. sentinel.conf is
+written once (Sentinel rewrites it), so later changes are applied with SENTINEL SET, and only for
+the values that differ: a second deploy changes nothing.
+
+``failover_gate``: when this Sentinel will next agree to start a failover. After it tried one
+(``+try-failover``) or voted in a failover election (``+vote-for-leader``) it refuses to start
+another for 2 x failover-timeout; Sentinel does not report that time, only logs the events.
 """
 
 from __future__ import annotations
 
 import shlex
+from datetime import datetime, timezone
 from typing import Any
 
 # SENTINEL MASTER does not report the credentials; they are read from sentinel.conf.
@@ -35,8 +41,57 @@ def sentinel_changes(
     return [[name, str(value)] for name, value in desired.items() if running.get(name) != str(value)]
 
 
+# Journal lines as `journalctl -o short-unix` prints them: "<epoch seconds> <host> <unit>: ... <event> ...".
+_GATE_EVENTS = ("+try-failover", "+vote-for-leader")
+
+
+def failover_gate(journal_lines: list[str], failover_timeout_ms: int | str, now: float | str) -> dict[str, Any]:
+    """The last failover attempt or vote in the journal, and when the next failover may start.
+
+    Returns ``event`` and ``at`` (epoch seconds, or None when the journal has neither),
+    ``allowed_at``, ``wait_s`` (0 when a failover may start now) and ``reason``, a sentence.
+    """
+    window_s = 2 * int(failover_timeout_ms) / 1000
+    last: tuple[float, str] | None = None
+    for line in journal_lines:
+        words = str(line).split()
+        event = next((word for word in words if word in _GATE_EVENTS), None)
+        if event is None:
+            continue
+        try:
+            at = float(words[0])
+        except (IndexError, ValueError):
+            continue
+        if last is None or at >= last[0]:
+            last = (at, event)
+    if last is None:
+        return {
+            "event": None,
+            "at": None,
+            "allowed_at": None,
+            "wait_s": 0,
+            "reason": "no failover attempt or vote in its journal: it may start one now",
+        }
+    at, event = last
+    allowed_at = at + window_s
+    wait_s = max(0, round(allowed_at - float(now)))
+    what = "tried a failover" if event == "+try-failover" else "voted in a failover election"
+    when = f"will not start another before {_utc(allowed_at)} (in {wait_s} s)" if wait_s else "may start one now"
+    return {
+        "event": event,
+        "at": at,
+        "allowed_at": allowed_at,
+        "wait_s": wait_s,
+        "reason": f"it {what} at {_utc(at)}, so it {when} (2 x failover-timeout = {window_s:.0f} s)",
+    }
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%H:%M:%S UTC")
+
+
 class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"redis_ha_sentinel_changes": sentinel_changes}
+        return {"redis_ha_sentinel_changes": sentinel_changes, "redis_ha_failover_gate": failover_gate}

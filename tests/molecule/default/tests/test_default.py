@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.molecule.conftest import (
     SENTINEL_PORT,
     Lab,
     assert_owned,
+    run_playbook,
     wait_for,
 )
 from tests.support import privilege
@@ -280,7 +280,6 @@ def test_sentinels_log_into_each_other_as_the_peer_user(lab: Lab, name: str) -> 
 def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path: Path) -> None:
     """A second deploy at -vvv, with every host's process list sampled while it runs: it changes
     nothing (scenario default's idempotence check), and no password is on a command line or in its output."""
-    ephemeral = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
     samplers = []
     for name in (*REDIS_HOSTS, *APP_HOSTS):
         out = (tmp_path / f"ps-{name}.txt").open("wb")
@@ -288,20 +287,7 @@ def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path:
         ssh = ["ssh", "-F", str(lab.state_dir / "ssh_config"), name, loop]
         samplers.append((subprocess.Popen(ssh, stdout=out, stderr=subprocess.DEVNULL), out))
     try:
-        deploy = subprocess.run(
-            [
-                shutil.which("ansible-playbook") or "ansible-playbook",
-                "-vvv",
-                "-i",
-                str(ephemeral / "inventory"),
-                str(REPO / "tests" / "molecule" / "shared" / "converge.yml"),
-            ],
-            env={**os.environ, "ANSIBLE_CONFIG": str(ephemeral / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        deploy = run_playbook(REPO / "tests" / "molecule" / "shared" / "converge.yml", "-vvv")
     finally:
         for process, out in samplers:
             process.terminate()

@@ -10,6 +10,9 @@ from __future__ import annotations
 import pytest
 
 from tests.molecule.conftest import (
+    MASTER_NAME,
+    REDIS_HOSTS,
+    REPO,
     WORKER_UNIT,
     Drill,
     Lab,
@@ -19,6 +22,7 @@ from tests.molecule.conftest import (
     assert_replica_of,
     assert_worker_rode_through,
     drill_summary,
+    run_playbook,
 )
 
 pytestmark = pytest.mark.lab
@@ -59,3 +63,19 @@ def test_the_worker_rode_through_without_restarting(drill: Drill) -> None:
 @pytest.mark.units("redis-server", "redis-sentinel")
 def test_the_redeploy_left_the_master_where_sentinel_put_it(lab: Lab, drill: Drill) -> None:
     assert_cluster_agrees(lab, drill.master_final)
+
+
+def test_make_status_shows_when_each_sentinel_may_fail_over_again(drill: Drill) -> None:
+    """Both failovers of the drill are in the Sentinels' journals: `make status` names them."""
+    status = run_playbook(REPO / "ansible" / "status.yml")
+    assert status.returncode == 0, status.stdout[-3000:]
+    print(status.stdout[status.stdout.find("PLAY [Show when") :])
+    gates = [
+        line for line in status.stdout.splitlines() if "msg: 'Sentinel redis" in line or 'msg: "Sentinel redis' in line
+    ]
+    assert len(gates) == len(REDIS_HOSTS), gates
+    took_part = [
+        line for line in gates if "it tried a failover at" in line or "it voted in a failover election at" in line
+    ]
+    assert took_part, "no Sentinel's journal shows the drill's failovers"
+    assert f"master '{MASTER_NAME}': {drill.master_final}" in status.stdout
