@@ -70,7 +70,7 @@ def failover_gate(journal_lines: list[str], failover_timeout_ms: int | str, now:
             "at": None,
             "allowed_at": None,
             "wait_s": 0,
-            "reason": "no failover attempt or vote in its journal: it may start one now",
+            "reason": "no failover attempt or vote in its journal of the last day: it may start one now",
         }
     at, event = last
     allowed_at = at + window_s
