@@ -28,6 +28,7 @@ class RetryLoop:
     def __init__(self, pool: HAConnectionPool) -> None:
         self.pool = pool
         self.settings = pool.settings
+        self._topology = pool.topology  # read on every command: one attribute, not a property
 
     def run(
         self,
@@ -43,7 +44,7 @@ class RetryLoop:
         started = 0.0  # set at the first failure: the happy path never reads the clock
         attempts: list[str] = []
         while True:
-            epoch = self.pool.switch_epoch
+            epoch = self._topology.switch_epoch
             try:
                 result = operation()
             except Exception as error:
