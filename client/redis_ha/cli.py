@@ -20,14 +20,16 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import redis
 
 from redis_ha.client import HARedis
 from redis_ha.config import Settings, format_address, load_settings
-from redis_ha.errors import AuthError, ConfigError
+from redis_ha.errors import AuthError, ConfigError, describe_error
 from redis_ha.health import EXIT_CODES, decide, health, observe
+from redis_ha.outage import LOOP_SAY_AGAIN_S, Lines, Outage
+from redis_ha.reconnect import until_it_answers
 
 logger = logging.getLogger("redis_ha.cli")
 
@@ -35,7 +37,6 @@ EXIT_CONFIG = 2
 PING_REPORT_INTERVAL_S = 30.0
 DEFAULT_PING_INTERVAL_S = 1.0
 DEFAULT_PING_DURATION_S = 60.0
-WORKER_START_RETRY_PAUSE_S = 1.0
 
 T = TypeVar("T")
 
@@ -62,14 +63,23 @@ def _settings_and_rq() -> tuple[Settings, object]:
 
 def _when_redis_answers(step: Callable[[], T]) -> T:
     """Run ``step``, waiting out a Redis outage at boot like any other (not refused credentials)."""
-    while True:
-        try:
-            return step()
-        except AuthError:
-            raise
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            logger.warning("Redis not reachable at start (%s); retrying.", str(exc).splitlines()[0])
-            time.sleep(WORKER_START_RETRY_PAUSE_S)
+    outage = Outage(
+        logger,
+        Lines(
+            lost="Redis not reachable at start ({error}); retrying.",
+            still="Redis still not reachable after {seconds:.0f}s ({error}); retrying.",
+            back="Redis reachable after {seconds:.1f}s; starting.",
+        ),
+        say_again_s=LOOP_SAY_AGAIN_S,
+    )
+    value = until_it_answers(
+        step,
+        on_failure=lambda exc: outage.failed(describe_error(exc)),
+        on_success=outage.recovered,
+        retry_on=(redis.ConnectionError, redis.TimeoutError),
+        giving_up=(AuthError,),
+    )
+    return cast(T, value)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -19,8 +19,10 @@ from redis_ha.commands import block_seconds, command_name, read_timeout_for
 from redis_ha.config import Address, Settings, load_settings, with_overrides
 from redis_ha.config import configured as _configured
 from redis_ha.errors import NotDurable
-from redis_ha.pool import HAConnectionPool, Role
-from redis_ha.retry import RetryLoop, Verdict, classify
+from redis_ha.judgement import Verdict, classify
+from redis_ha.pool import HAConnectionPool
+from redis_ha.retry import RetryLoop
+from redis_ha.topology import Role
 
 logger = logging.getLogger(__name__)
 

@@ -1,74 +1,25 @@
-"""Deciding whether a failure is a topology change, and retrying until an overall deadline.
+"""Retrying one Redis operation across a failover until an overall deadline.
 
-The decision (``classify``) is a pure function over the exception, unit-tested without
-sockets. The loop (``RetryLoop.run``) backs off with full jitter, wakes early when the
-watcher announces a failover, and raises a single ``RedisUnavailable`` at the deadline.
+What a failure means is ``judgement.judge``'s call; how long to wait is ``reconnect.backoff_s``'s;
+whether the master is lost is the pool's ``Outage`` (one per process and service), which this
+loop tells about every failed attempt and the first success after. The loop wakes early when the
+watcher announces a failover and raises a single ``RedisUnavailable`` at the deadline.
 """
 
 from __future__ import annotations
 
-import enum
-import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import redis
-from redis.exceptions import MasterDownError, TryAgainError
-from redis.sentinel import MasterNotFoundError
-
 from redis_ha.commands import command_name, safe_to_repeat
-from redis_ha.errors import AuthError, CommandOutcomeUnknown, NotDurable, RedisHAError, RedisUnavailable
-from redis_ha.pool import HAConnectionPool, was_sent
-from redis_ha.sentinel import is_auth_failure
+from redis_ha.config import format_address
+from redis_ha.errors import AuthError, CommandOutcomeUnknown, NotDurable, RedisUnavailable, describe_error
+from redis_ha.judgement import Verdict, judge
+from redis_ha.pool import HAConnectionPool
+from redis_ha.reconnect import backoff_s
 
 T = TypeVar("T")
-
-BACKOFF_BASE_S = 0.025
-BACKOFF_CAP_S = 0.25
-
-# Server replies meaning "not here, not now": the command did not run.
-_REJECTION = re.compile(r"(?:^|caused error: )(READONLY|NOREPLICAS|MASTERDOWN|LOADING|UNBLOCKED|TRYAGAIN)\b")
-
-
-class Verdict(enum.Enum):
-    """What a failure tells us about the command that failed."""
-
-    NOT_RUN = "the command did not run; retry it"
-    MAYBE_RUN = "the connection broke; the command may have run"
-    AUTH = "credentials refused; retrying cannot help"
-    OTHER = "an ordinary error for the caller"
-
-
-def classify(error: BaseException, role: str = "master") -> Verdict:
-    """What ``error`` says about the command; ``role`` is what the client talks to (master or replica)."""
-    if isinstance(error, AuthError) or is_auth_failure(error):
-        return Verdict.AUTH
-    if isinstance(error, NotDurable):
-        # It ran on the master, which may be about to lose it: repeat it only if that is safe.
-        return Verdict.MAYBE_RUN
-    if isinstance(error, RedisHAError):
-        return Verdict.OTHER
-    if isinstance(error, MasterNotFoundError):
-        return Verdict.NOT_RUN
-    # redis-py strips the code of the replies it maps to a class (READONLY -> ReadOnlyError,
-    # LOADING -> BusyLoadingError, MASTERDOWN -> MasterDownError, TRYAGAIN -> TryAgainError): test
-    # the class, then the text.
-    if isinstance(error, redis.ReadOnlyError) and role != "master":
-        return Verdict.OTHER  # a write sent to a replica client: the caller's mistake, not a failover
-    if isinstance(error, (redis.ReadOnlyError, redis.BusyLoadingError, MasterDownError, TryAgainError)):
-        return Verdict.NOT_RUN
-    if isinstance(error, redis.ResponseError):
-        return Verdict.NOT_RUN if _REJECTION.search(str(error)) else Verdict.OTHER
-    if isinstance(error, (redis.ConnectionError, redis.TimeoutError, OSError)):
-        return Verdict.MAYBE_RUN
-    return Verdict.OTHER
-
-
-def backoff_s(failures: int) -> float:
-    """Full-jitter exponential backoff: spreads reconnecting clients out."""
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**failures))
 
 
 class RetryLoop:
@@ -77,6 +28,7 @@ class RetryLoop:
     def __init__(self, pool: HAConnectionPool) -> None:
         self.pool = pool
         self.settings = pool.settings
+        self._topology = pool.topology  # read on every command: one attribute, not a property
 
     def run(
         self,
@@ -92,11 +44,12 @@ class RetryLoop:
         started = 0.0  # set at the first failure: the happy path never reads the clock
         attempts: list[str] = []
         while True:
-            epoch = self.pool.switch_epoch
+            epoch = self._topology.switch_epoch
             try:
                 result = operation()
             except Exception as error:
-                verdict = classify(error, self.pool.role)
+                judgement = judge(error, self.pool.role)
+                verdict = judgement.verdict
                 if verdict is Verdict.OTHER:
                     raise
                 if not attempts:
@@ -113,7 +66,7 @@ class RetryLoop:
                     ) from error
                 if isinstance(error, NotDurable) and not repeatable:
                     raise
-                if verdict is Verdict.MAYBE_RUN and was_sent(error) and not repeatable:
+                if verdict is Verdict.MAYBE_RUN and judgement.sent and not repeatable:
                     raise CommandOutcomeUnknown(
                         f"{what} was sent to {self._where()} and the connection broke before the reply, "
                         "so it may or may not have run; it is not retried because running it twice is "
@@ -122,7 +75,9 @@ class RetryLoop:
                     ) from error
                 attempts.append(_describe(error))
                 self.pool.drop_idle()
-                self.pool.note_trouble(error, len(attempts))
+                self.pool.outage.failed(
+                    f"{describe_error(error)}: {judgement.reason}", master_answered=judgement.master_answered
+                )
                 deadline_s = self.settings.retry_deadline_s
                 remaining = started + deadline_s - time.monotonic()
                 if remaining <= 0:
@@ -138,12 +93,12 @@ class RetryLoop:
                 self.pool.wait_for_switch(epoch, min(backoff_s(len(attempts)), remaining))
                 continue
             if attempts:
-                self.pool.note_recovered()
+                self.pool.outage.recovered(where=format_address(self.pool.current_master))
             return result
 
     def _where(self) -> str:
         current = self.pool.current_master
-        return f"{current[0]}:{current[1]}" if current else "the master"
+        return format_address(current) if current else "the master"
 
 
 def _describe(error: BaseException) -> str:

@@ -19,6 +19,7 @@ from redis.sentinel import MasterNotFoundError
 
 from redis_ha.config import Address, Settings, credentials, format_address, format_addresses
 from redis_ha.errors import AuthError
+from redis_ha.judgement import is_auth_failure
 
 logger = logging.getLogger(__name__)
 
@@ -75,13 +76,6 @@ def probe_client(
         **({"ssl": True, **tls_kwargs(settings)} if settings.tls else {}),
         **extra,
     )
-
-
-def is_auth_failure(exc: BaseException) -> bool:
-    if isinstance(exc, redis.AuthenticationError):
-        return True
-    text = str(exc)
-    return isinstance(exc, redis.ResponseError) and text.startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
 
 
 class SentinelDirectory:

@@ -10,18 +10,19 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 import redis
 from redis.client import PubSub
 
 from redis_ha.config import Address, format_address
+from redis_ha.reconnect import loop_pause_s
 from redis_ha.sentinel import SentinelDirectory, probe_client
 
 logger = logging.getLogger(__name__)
 
 SUBSCRIBE_POLL_S = 1.0
-RESUBSCRIBE_DELAY_S = 0.5
 PUBSUB_HEALTH_CHECK_S = 5
 STOP_JOIN_TIMEOUT_S = 1.0
 """Longest ``stop()`` waits for a watcher thread, seconds; a woken thread ends in milliseconds."""
@@ -58,16 +59,19 @@ class SwitchWatcher:
 
     def _run(self, slot: int, stride: int) -> None:
         """Stay subscribed to one sentinel; on trouble move on to the next one."""
-        index = slot
+        index, failures = slot, 0
         while not self._stop.is_set():
             addresses = self._directory.addresses
             addr = addresses[index % len(addresses)]
+            began = time.monotonic()
             try:
                 self._listen(addr, slot)
             except (redis.RedisError, OSError) as exc:
+                # A subscription that held for a while starts the count again.
+                failures = 1 if time.monotonic() - began > PUBSUB_HEALTH_CHECK_S else failures + 1
                 logger.debug("Stopped watching sentinel %s: %s", format_address(addr), exc)
             index += stride if len(addresses) > stride else 1
-            self._stop.wait(RESUBSCRIBE_DELAY_S)
+            self._stop.wait(loop_pause_s(failures))
 
     def _listen(self, addr: Address, slot: int) -> None:
         client = probe_client(

@@ -14,7 +14,7 @@ import pytest
 import redis
 import redis_ha
 from redis.connection import ConnectionPool
-from redis_ha.pool import HAConnection
+from redis_ha.connection import HAConnection
 from rq import Queue
 from rq.connections import REDIS_RUNTIME_CONNECTION_KWARGS, get_connection_kwargs, parse_connection
 from rq.scheduler import RQScheduler

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from redis._parsers.base import BaseParser
 from redis_ha.errors import NotDurable
-from redis_ha.pool import master_is_alive
+from redis_ha.judgement import master_is_alive
 from redis_ha.promotion import parse_info, promoted_from, replicas_in_role_reply
 
 OLD_REPLID = "b8159f819382a76905d6994e49d0b6c514474fab"

@@ -7,7 +7,8 @@ from redis._parsers.base import BaseParser
 from redis.sentinel import MasterNotFoundError
 from redis_ha.commands import block_seconds, read_timeout_for, safe_to_repeat
 from redis_ha.errors import AuthError, ConfigError, NotDurable, TopologyChanged
-from redis_ha.retry import BACKOFF_CAP_S, Verdict, backoff_s, classify
+from redis_ha.judgement import Verdict, classify
+from redis_ha.reconnect import BACKOFF_CAP_S, backoff_s
 
 
 def test_server_rejections_mean_the_command_did_not_run() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from redis_ha.rq.defaults import DEFAULT_ENQUEUE_DEDUP_TTL_S, RQSettings
-from redis_ha.rq.queue import DEDUP_MARKER_PREFIX, REPLICA_COUNT_CACHE_S
+from redis_ha.rq.enqueue import DEDUP_MARKER_PREFIX, REPLICA_COUNT_CACHE_S
 
 from tests.rq import jobs
 from tests.rq.support import ha_queue, run_cli, wait_until, worker_env

@@ -18,7 +18,8 @@ import redis_ha
 from redis_ha.outbox import Outbox, OutboxEntry
 from redis_ha.rq import Queue, rq_connection
 from redis_ha.rq.connection import RQRedis
-from redis_ha.rq.queue import OUTBOX_BATCH, Enqueuer, OutboxFlusher
+from redis_ha.rq.enqueue import Enqueuer
+from redis_ha.rq.flusher import OUTBOX_BATCH, OutboxFlusher
 from rq.job import Job, JobStatus
 from rq.queue import Queue as StockQueue
 

@@ -84,8 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise SystemExit(f"redis-ha drill: {exc}") from None
         traffic = AppHostTraffic(backend, host, options)
     # The drill looks at the cluster four times a second with a fresh client, each saying it
-    # connected; keep the pool's warnings (lost the master, failover seen) and drop that chatter.
-    logging.getLogger("redis_ha.pool").setLevel(logging.WARNING)
+    # connected; keep the topology's warnings (lost the master, failover seen) and drop that chatter.
+    logging.getLogger("redis_ha.topology").setLevel(logging.WARNING)
     return run_drill(backend, options, traffic).code
 
 

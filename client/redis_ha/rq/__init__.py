@@ -10,9 +10,11 @@ Run workers with ``redis-ha worker high default low``, or a pool of N worker pro
 
 from redis_ha.rq.connection import RQRedis, rq_connection
 from redis_ha.rq.defaults import DURABLE_ALL, RQSettings, load_rq_settings
+from redis_ha.rq.dequeue import WorkerQueue
 from redis_ha.rq.pool import HAWorkerPool
 from redis_ha.rq.queue import Queue
-from redis_ha.rq.worker import HAScheduler, HAWorker, WorkerQueue, make_worker
+from redis_ha.rq.scheduler import HAScheduler
+from redis_ha.rq.worker import HAWorker, make_worker
 
 __all__ = [
     "DURABLE_ALL",

@@ -41,12 +41,14 @@ from rq.registry import StartedJobRegistry
 from rq.utils import as_text
 
 from redis_ha.client import HARedis
+from redis_ha.errors import describe_error
+from redis_ha.outage import LOOP_SAY_AGAIN_S, Lines, Outage
 from redis_ha.rq.connection import run_idempotent_script
 
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 3.0
-"""How often each worker looks for orphaned jobs, seconds."""
+"""How often each worker looks for orphaned jobs, seconds (also between attempts while Redis is away)."""
 DEAD_WORKER_GRACE_S = 20.0
 """An execution of a worker that is gone counts as orphaned once its heartbeat is this old, seconds."""
 STUCK_GRACE_S = 10.0
@@ -197,7 +199,15 @@ class OrphanSweeper:
         self._thread: threading.Thread | None = None
         self._first_seen: dict[tuple[str, str], float] = {}
         self._reported: set[str] = set()
-        self._failing = False
+        self._outage = Outage(
+            logger,
+            Lines(
+                lost="Orphaned-job check failed ({error}); trying again.",
+                still="Orphaned-job check still failing after {seconds:.0f}s ({error}).",
+                back="Orphaned-job check works again after {seconds:.0f}s.",
+            ),
+            say_again_s=LOOP_SAY_AGAIN_S,
+        )
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="redis-ha-orphans", daemon=True)
@@ -212,11 +222,9 @@ class OrphanSweeper:
         while not self._stop.wait(SWEEP_INTERVAL_S):
             try:
                 self.sweep()
-                self._failing = False
+                self._outage.recovered()
             except redis.RedisError as exc:
-                if not self._failing:
-                    logger.warning("Orphaned-job check failed (%s); trying again.", str(exc).splitlines()[0])
-                self._failing = True
+                self._outage.failed(describe_error(exc))
             except Exception:
                 logger.exception("Orphaned-job check failed unexpectedly; trying again.")
 

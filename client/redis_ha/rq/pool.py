@@ -24,7 +24,8 @@ from typing import Any
 from rq.worker_pool import ForkProcess, WorkerPool, run_worker
 
 from redis_ha.rq.connection import RQRedis
-from redis_ha.rq.worker import HAWorker, WorkerQueue
+from redis_ha.rq.dequeue import WorkerQueue
+from redis_ha.rq.worker import HAWorker
 
 logger = logging.getLogger(__name__)
 

@@ -1,87 +1,32 @@
 """An RQ ``Queue`` whose enqueue rides through failover without ever creating a job twice.
 
-Stock RQ enqueues with a pipeline holding HSET, EXPIRE, RPUSH and SADD. If the connection
-breaks after sending it, nobody knows whether the RPUSH ran, and repeating it may queue the
-job twice, so redis_ha refuses to repeat it (``CommandOutcomeUnknown``). Here the job id is
-fixed before the first attempt and the whole enqueue is one Lua script that does nothing if
-the job was already enqueued. Running it twice therefore has the effect of running it once,
-and the retry loop may repeat it across a failover.
-
-"Already enqueued" means: the job hash exists, or the job's dedup marker does. The script
-writes the marker (``redis-ha:rq:enqueued:<job id>``, a few dozen bytes, TTL
-``RQ_ENQUEUE_DEDUP_TTL``, default 24 h) with the job, so an enqueue retried or re-sent from the
-outbox after the job ran and its hash expired (``result_ttl``) does not run the job again.
-
-Durable mode (``durable=N`` or ``"all"``) adds ``WAIT`` after the script: the enqueue returns
-only once enough replicas confirm it, else it is retried (on the new master after a failover)
-until the deadline, then ``NotDurable`` is raised. When the job already exists the script
-still makes one small write, so ``WAIT`` covers the earlier attempt's writes as well.
-
-With an outbox (``outbox=path`` or ``RQ_OUTBOX_PATH``), a job that cannot reach Redis before
-the retry deadline is stored on disk and sent later, in order, by a background flusher. Every
-producer and worker with the outbox configured looks into it every ``OUTBOX_CHECK_INTERVAL_S``
-and sends what it finds once Redis answers, jobs left by processes that have exited included;
-one process at a time sends (``Outbox.draining``).
+Its enqueue goes through the idempotent enqueue script (``redis_ha.rq.enqueue``), durable when
+asked (``WAIT``), and into the outbox (``redis_ha.rq.flusher``) when Redis stays unreachable
+past the retry deadline; the job id is fixed before the first attempt.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 import rq
-from redis.client import Pipeline
 from rq.job import Job, JobStatus, Retry
 from rq.utils import now
 
 from redis_ha.client import HARedis
-from redis_ha.errors import NotDurable, RedisUnavailable
+from redis_ha.errors import RedisUnavailable
 from redis_ha.outbox import Outbox, OutboxEntry
 from redis_ha.rq.connection import rq_connection
-from redis_ha.rq.defaults import DEFAULT_ENQUEUE_DEDUP_TTL_S, DURABLE_ALL, RQSettings, load_rq_settings
+from redis_ha.rq.defaults import DURABLE_ALL, RQSettings, load_rq_settings
+from redis_ha.rq.enqueue import Enqueuer
+from redis_ha.rq.flusher import OutboxFlusher, flusher_for
 
 logger = logging.getLogger(__name__)
-
-REPLICA_COUNT_CACHE_S = 2.0
-"""How long the number of healthy replicas (for ``durable="all"``) is reused, seconds."""
-OUTBOX_RETRY_PAUSE_S = 1.0
-"""Pause between two flush attempts while Redis is still unreachable, seconds."""
-OUTBOX_CHECK_INTERVAL_S = 5.0
-"""How often a process looks for jobs in its outbox that it did not put there itself, seconds."""
-OUTBOX_STOP_TIMEOUT_S = 1.0
-"""Longest ``OutboxFlusher.close()`` waits for its thread, seconds."""
-OUTBOX_BATCH = 200
-"""Jobs sent per flush round trip."""
-ACK_MARKER_KEY = "redis-ha:rq:enqueue-ack"
-ACK_MARKER_TTL_MS = 60_000
-DEDUP_MARKER_PREFIX = "redis-ha:rq:enqueued:"
-"""``<prefix><job id>`` says the job was enqueued, for ``RQ_ENQUEUE_DEDUP_TTL`` seconds."""
-
-# KEYS: job hash, queue list, RQ's set of queues, ack marker, dedup marker.
-# ARGV: job id, at_front (1/0), ttl seconds ("" = none), dedup marker TTL seconds (0 = no
-# marker), then the job hash as field, value, ...
-# The marker is set first (SET NX: also the check); the EXISTS covers jobs enqueued without one.
-ENQUEUE_SCRIPT = """
-local dedup_ttl = tonumber(ARGV[4])
-if (dedup_ttl > 0 and not redis.call('SET', KEYS[5], KEYS[2], 'NX', 'EX', dedup_ttl))
-    or redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('SET', KEYS[4], ARGV[1], 'PX', ACK_TTL_MS)
-  return 0
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-local ttl = tonumber(ARGV[3])
-if ttl and ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-if ARGV[2] == '1' then redis.call('LPUSH', KEYS[2], ARGV[1]) else redis.call('RPUSH', KEYS[2], ARGV[1]) end
-redis.call('SADD', KEYS[3], KEYS[2])
-return 1
-""".replace("ACK_TTL_MS", str(ACK_MARKER_TTL_MS))
 
 
 @dataclass(frozen=True)
@@ -91,212 +36,6 @@ class Outcome:
     created: int = 0
     existing: int = 0
     outboxed: int = 0
-
-
-def streaming_replicas(info: Mapping[str, Any]) -> int:
-    """Replicas a master's ``INFO replication`` lists as online (past their initial sync)."""
-    return sum(
-        1
-        for key, value in info.items()
-        if key.startswith("slave")
-        and key[5:].isdigit()
-        and isinstance(value, Mapping)
-        and value.get("state") == "online"
-    )
-
-
-class Enqueuer:
-    """Runs the idempotent enqueue script (and ``WAIT``) through the HA retry loop."""
-
-    def __init__(self, connection: HARedis, dedup_ttl_s: int = DEFAULT_ENQUEUE_DEDUP_TTL_S) -> None:
-        self.connection = connection
-        self.dedup_ttl_s = dedup_ttl_s
-        self.script = connection.register_script(ENQUEUE_SCRIPT)
-        self._replicas: tuple[float, int] = (0.0, 0)
-
-    def healthy_replicas(self) -> int:
-        """Replicas that must confirm a write: the larger of Sentinel's healthy ones and those
-        streaming from the master we write to (cached briefly).
-
-        Sentinel's count alone fails when the Sentinel that answers is cut off with the old master
-        (it sees no healthy replica while the new master has them); the master's count alone is
-        unsafe in a planned failover (the replica being promoted has already left the old master,
-        so WAIT for the rest acknowledges writes that are resynced away). Asking for more
-        confirmations than needed only ever costs a retry."""
-        fetched_at, count = self._replicas
-        if time.monotonic() - fetched_at < REPLICA_COUNT_CACHE_S:
-            return count
-        directory = self.connection.ha_pool.directory
-        from_sentinel = len(directory.replica_addresses()) if directory is not None else 0
-        count = max(from_sentinel, streaming_replicas(self.connection.info("replication")))
-        self._replicas = (time.monotonic(), count)
-        return count
-
-    def send(self, entries: Sequence[OutboxEntry], replicas: int = 0, timeout_ms: int = 1000) -> list[int]:
-        """Enqueue every entry (1 = created, 0 = was already there), confirmed by ``replicas`` replicas."""
-        conn = self.connection
-
-        def attempt() -> list[int]:
-            wanted = self.healthy_replicas() if replicas == DURABLE_ALL else replicas
-            if replicas and wanted < 1:
-                raise NotDurable(
-                    "durable enqueue needs at least one healthy replica; neither Sentinel nor the master reports one"
-                )
-            try:
-                results = self._run(entries, wanted, timeout_ms, load=False)
-            except redis.exceptions.NoScriptError:
-                results = self._run(entries, wanted, timeout_ms, load=True)
-            if replicas:
-                *results, confirmed = results
-                if int(confirmed) < wanted:
-                    raise NotDurable(
-                        f"enqueue of {len(entries)} job(s) reached the master but only {confirmed} of {wanted} "
-                        f"replicas confirmed it within {timeout_ms} ms"
-                    )
-            return [int(r) for r in results]
-
-        return conn.retry_loop.run(attempt, [("EVALSHA",)], safe=True)
-
-    def _run(self, entries: Sequence[OutboxEntry], replicas: int, timeout_ms: int, *, load: bool) -> list[Any]:
-        # A plain pipeline: the HA retry loop around it (in send) is the only one.
-        pipe = Pipeline(self.connection.connection_pool, self.connection.response_callbacks, False, None)
-        wait_s = timeout_ms / 1000.0
-        if replicas and wait_s >= self.connection.settings.socket_timeout_s * 0.8:
-            # WAIT may block longer than a normal reply takes: give this connection the time.
-            conn: Any = self.connection.connection_pool.get_connection()
-            pipe.connection = conn
-            conn.set_read_timeout(wait_s + self.connection.settings.socket_timeout_s)
-            try:
-                return self._fill_and_run(pipe, entries, replicas, timeout_ms, load=load)
-            finally:
-                conn.restore_read_timeout()
-        return self._fill_and_run(pipe, entries, replicas, timeout_ms, load=load)
-
-    def _fill_and_run(
-        self, pipe: Pipeline, entries: Sequence[OutboxEntry], replicas: int, timeout_ms: int, *, load: bool
-    ) -> list[Any]:
-        if load:
-            pipe.script_load(ENQUEUE_SCRIPT)
-        for entry in entries:
-            job_key = Job.key_for(entry.job_id)
-            queue_key = rq.Queue.redis_queue_namespace_prefix + entry.queue
-            args: list[Any] = [
-                entry.job_id,
-                "1" if entry.at_front else "0",
-                "" if entry.ttl is None else entry.ttl,
-                self.dedup_ttl_s,
-            ]
-            for field, value in entry.mapping.items():
-                args += [field, value]
-            keys = (job_key, queue_key, rq.Queue.redis_queues_keys, ACK_MARKER_KEY, DEDUP_MARKER_PREFIX + entry.job_id)
-            pipe.evalsha(self.script.sha, len(keys), *keys, *args)
-        if replicas:
-            pipe.execute_command("WAIT", replicas, timeout_ms)
-        results = pipe.execute()
-        return results[1:] if load else results
-
-
-class OutboxFlusher:
-    """One background thread per outbox file and process, sending stored jobs once Redis answers:
-    this process's, and those other processes left (it looks every ``OUTBOX_CHECK_INTERVAL_S``)."""
-
-    def __init__(self, outbox: Outbox, enqueuer: Enqueuer, replicas: int, timeout_ms: int) -> None:
-        self.outbox = outbox
-        self.enqueuer = enqueuer
-        self.replicas = replicas
-        self.timeout_ms = timeout_ms
-        self.redis_down = False
-        self.pending = outbox.has_entries()  # True: jobs wait on disk, ours go after them
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        if self.pending:
-            logger.warning("Outbox %s holds %d job(s) from earlier; sending them.", outbox.path, len(outbox))
-            self._wake.set()  # at once, not after the first pause
-        self._thread = threading.Thread(target=self._run, name="redis-ha-outbox", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def close(self) -> None:
-        """Stop the background thread (jobs left on disk are sent by the next process to look)."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=OUTBOX_STOP_TIMEOUT_S)
-
-    def flush(self, wait_s: float = 0.0) -> int:
-        """Send everything waiting, oldest first; return how many were sent. Raises while Redis is down.
-
-        While another process sends this outbox, waits up to ``wait_s`` for it, else sends nothing."""
-        return self._flush(wait_s) or 0
-
-    def _flush(self, wait_s: float) -> int | None:
-        """As ``flush``; None when another thread or process is sending the outbox."""
-        sent = 0
-        with self.outbox.draining(wait_s) as ours:
-            if not ours:
-                return None
-            while True:
-                batch = self.outbox.peek(OUTBOX_BATCH)
-                if not batch:
-                    self.pending = False
-                    return sent
-                self.enqueuer.send(batch, self.replicas, self.timeout_ms)
-                self.outbox.remove([entry.seq for entry in batch])
-                sent += len(batch)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            busy = self.pending or self.redis_down
-            self._wake.wait(OUTBOX_RETRY_PAUSE_S if busy else OUTBOX_CHECK_INTERVAL_S)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                if not (self.pending or self.outbox.has_entries()):
-                    continue
-                sent = self._flush(0.0)
-            except RedisUnavailable as exc:
-                self.redis_down = True
-                logger.debug("Outbox flush postponed: %s", str(exc).splitlines()[0])
-                continue
-            except Exception:
-                logger.exception("Outbox flush failed; retrying in %.0fs.", OUTBOX_RETRY_PAUSE_S)
-                continue
-            if sent is None:
-                continue  # another process is sending it
-            if self.redis_down or sent:
-                logger.warning("Redis is reachable again; sent %d job(s) from outbox %s.", sent, self.outbox.path)
-            self.redis_down = False
-
-
-_flushers: dict[tuple[str, int], OutboxFlusher] = {}
-_flushers_lock = threading.Lock()
-
-
-def _flusher_for(path: Path, enqueuer: Enqueuer, replicas: int, timeout_ms: int) -> OutboxFlusher:
-    key = (str(path.resolve()), os.getpid())
-    with _flushers_lock:
-        flusher = _flushers.get(key)
-        if flusher is None:
-            flusher = OutboxFlusher(Outbox(path), enqueuer, replicas, timeout_ms)
-            _flushers[key] = flusher
-        return flusher
-
-
-def outbox_flusher(connection: HARedis, rq_settings: RQSettings) -> OutboxFlusher | None:
-    """This process's flusher for the outbox ``rq_settings`` names (None: no outbox configured).
-
-    A worker calls it too, so that jobs producers left on disk are sent while the worker runs."""
-    if rq_settings.outbox_path is None:
-        return None
-    return _flusher_for(
-        Path(rq_settings.outbox_path),
-        Enqueuer(connection, rq_settings.enqueue_dedup_ttl_s),
-        rq_settings.durable_replicas,
-        rq_settings.durable_timeout_ms,
-    )
 
 
 _CREATE_JOB_POSITIONAL = (
@@ -346,7 +85,7 @@ class Queue(rq.Queue):
         self._flusher: OutboxFlusher | None = None
         outbox_path = outbox if outbox is not None else self.rq_settings.outbox_path
         if outbox_path is not None and self._ha:
-            self._flusher = _flusher_for(
+            self._flusher = flusher_for(
                 Path(outbox_path), self.enqueuer, self.durable_replicas, self.durable_timeout_ms
             )
 

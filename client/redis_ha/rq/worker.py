@@ -5,16 +5,19 @@ dequeue (rq #1119, #1653, #1968, #2189), and its scheduler process dies on the f
 ``HAWorker`` keeps RQ's job handling and changes what happens around it:
 
 * the work loop catches Redis errors, logs one line when Redis is lost and one when it is
-  back, waits (interruptibly) and goes on; only SIGTERM/SIGINT end it, after the current job;
-* every dequeue moves the job to the queue's intermediate list (RQ does so only for a single
-  queue), so a job taken by a worker that then loses its master is found and put back;
+  back (an ``Outage``), waits as ``reconnect.loop_pause_s`` says and goes on; only SIGTERM/SIGINT
+  end it, after the current job;
+* every dequeue moves the job to the queue's intermediate list (``redis_ha.rq.dequeue``), so a
+  job taken by a worker that then loses its master is found and put back;
 * the connection is an ``RQRedis``, so the scheduler process and ``WorkerPool`` workers, which
   RQ builds by cloning it, are Sentinel-aware too; work-horses are forked and inherit it;
-* the scheduler process rides through Redis errors and is restarted if it dies anyway;
-* an ``OrphanSweeper`` thread finds jobs orphaned by a failover within seconds; a job this
-  worker has taken but not started yet is marked as held by it (a holder key), so it is never
-  put back while this worker lives, however long it takes to start it, and the worker claims it
-  before running it, so a job put back meanwhile is not run here too;
+* the scheduler process (``redis_ha.rq.scheduler``) rides through Redis errors and is restarted
+  if it dies anyway;
+* an ``OrphanSweeper`` thread (``redis_ha.rq.orphans``, on the worker's connection) finds jobs
+  orphaned by a failover within seconds; a job this worker has taken but not started yet is
+  marked as held by it (a holder key), so it is never put back while this worker lives, however
+  long it takes to start it, and the worker claims it before running it, so a job put back
+  meanwhile is not run here too;
 * a work-horse whose completion write fails on a broken connection retries it instead of
   recording a job that succeeded as failed;
 * with an outbox configured (``RQ_OUTBOX_PATH``), the worker sends the jobs producers left in it
@@ -24,28 +27,31 @@ dequeue (rq #1119, #1653, #1968, #2189), and its scheduler process dies on the f
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
-import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis
-import rq
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import DequeueTimeout, StopRequested
-from rq.scheduler import RQScheduler
 from rq.utils import as_text, now
 from rq.worker import Worker, WorkerStatus
 
 from redis_ha.client import HARedis
-from redis_ha.errors import AuthError, describe_error
+from redis_ha.errors import describe_error
+from redis_ha.judgement import trouble_kind
+from redis_ha.outage import LOOP_SAY_AGAIN_S, Lines, Outage
+from redis_ha.reconnect import LOOP_PAUSE_MAX_S, loop_pause_s, until_it_answers
 from redis_ha.rq.connection import RQRedis, run_idempotent_script
 from redis_ha.rq.defaults import RQSettings, load_rq_settings
+from redis_ha.rq.dequeue import WorkerQueue
+from redis_ha.rq.flusher import OutboxFlusher, outbox_flusher
 from redis_ha.rq.orphans import CLAIM_SCRIPT, RELEASE_SCRIPT, OrphanSweeper, holder_key
-from redis_ha.rq.queue import OutboxFlusher, outbox_flusher
+from redis_ha.rq.scheduler import HAScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -53,95 +59,10 @@ HA_WORKER_TTL_S = 35
 """Worker key TTL base (RQ adds 60 s); the idle heartbeat comes every TTL - 15 = 20 s."""
 HA_JOB_MONITORING_INTERVAL_S = 5
 """How often the worker refreshes its heartbeats while a job runs, seconds (RQ: 30)."""
-MULTI_QUEUE_POLL_S = 0.5
-"""With several queues, the longest a job on a lower-priority queue waits for an idle worker, seconds."""
-RECONNECT_PAUSE_MAX_S = 2.0
-"""Longest pause between two attempts of the work loop while Redis is unreachable, seconds."""
-STILL_FAILING_LOG_INTERVAL_S = 30.0
+STILL_FAILING_LOG_INTERVAL_S = LOOP_SAY_AGAIN_S
 """While Redis keeps failing the work loop, the worker says again what the error is this often, seconds."""
 SCHEDULER_CHECK_INTERVAL_S = 10.0
 """How often the worker checks that its scheduler process still runs, seconds."""
-COMPLETION_RETRY_PAUSE_S = 0.2
-
-
-class WorkerQueue(rq.Queue):
-    """``rq.Queue`` whose multi-queue dequeue also goes through the intermediate list (LMOVE, not BLPOP).
-
-    BLPOP removes the job id from Redis: if the worker then loses its master before the job is
-    recorded as started, the job is gone. LMOVE keeps it in ``<queue>:intermediate`` until the
-    work-horse starts it, where ``OrphanSweeper`` finds it if it is never started.
-    """
-
-    @classmethod
-    def dequeue_any(  # noqa: PLR0917 - RQ's signature
-        cls,
-        queues: Iterable[rq.Queue],
-        timeout: int | None,
-        connection: redis.Redis,
-        job_class: Any = None,
-        serializer: Any = None,
-        death_penalty_class: Any = None,
-    ) -> Any:
-        queues = list(queues)
-        if len(queues) == 1:
-            return super().dequeue_any(queues, timeout, connection, job_class, serializer, death_penalty_class)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            for queue in queues:
-                found = cls.lmove(connection, queue.key, None)
-                if found is None:
-                    continue
-                queue_key, job_id = (as_text(part) for part in found)
-                fetched = cls._fetch_dequeued_job(
-                    connection, queue_key, job_id, job_class, serializer, death_penalty_class
-                )
-                if fetched is not None:
-                    return fetched
-            if deadline is None:
-                return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DequeueTimeout(timeout, [q.key for q in queues])
-            # Block on the most important queue for a moment, then look at all of them again.
-            first = queues[0]
-            moved = connection.blmove(
-                first.key,
-                first.intermediate_queue_key,
-                min(MULTI_QUEUE_POLL_S, remaining),  # type: ignore[arg-type]
-            )
-            if moved is not None:
-                fetched = cls._fetch_dequeued_job(
-                    connection, first.key, as_text(moved), job_class, serializer, death_penalty_class
-                )
-                if fetched is not None:
-                    return fetched
-
-
-class HAScheduler(RQScheduler):
-    """RQ's scheduler process, riding through Redis errors instead of dying on the first one."""
-
-    def work(self) -> None:
-        self._install_signal_handlers()
-        registered = failing = False
-        while not self._stop_requested:
-            try:
-                if not registered:
-                    self.register_birth()
-                    registered = True
-                if self.should_reacquire_locks:
-                    self.acquire_locks()
-                self.heartbeat()
-                self.enqueue_scheduled_jobs()
-                if failing:
-                    logger.warning("Scheduler reached Redis again; enqueueing scheduled jobs.")
-                failing = False
-            except redis.RedisError as exc:
-                if not failing:
-                    logger.warning("Scheduler lost Redis (%s); retrying.", describe_error(exc))
-                failing = True
-            time.sleep(self.interval)
-        with contextlib.suppress(redis.RedisError):
-            self.stop()
 
 
 class HAWorker(Worker):
@@ -170,10 +91,7 @@ class HAWorker(Worker):
         self._outcomes: Any = multiprocessing.Array("q", 2)  # done, failed: written by work-horses
         self._outcomes_seen = (0, 0)
         self._sweeper: OrphanSweeper | None = None
-        self._redis_lost_at: float | None = None
-        self._trouble_logged_at = 0.0
-        self._trouble_kind = ""
-        self._failures = 0
+        self._failures = 0  # attempts of the work loop in a row that Redis failed
         self._scheduler_checked_at = 0.0
         self._held: set[str] = set()  # job ids taken off a queue and not finished with (main process)
         self.ha_connection: RQRedis = connection
@@ -212,7 +130,7 @@ class HAWorker(Worker):
         try:
             self._until_redis_answers(lambda: self.bootstrap(logging_level, date_format, log_format))
             self._sweeper = OrphanSweeper(
-                RQRedis(self.ha_connection.settings),
+                self.ha_connection,  # thread-safe, as redis-py's pools are
                 self.queue_names(),
                 self.name,
                 lambda: list(self.executions),
@@ -247,11 +165,12 @@ class HAWorker(Worker):
                 except (redis.RedisError, OSError) as exc:
                     self._count_outcomes()
                     self._redis_trouble(exc)
+                    time.sleep(loop_pause_s(self._failures))
                 except (StopRequested, SystemExit):
                     raise
                 except Exception:
                     logger.exception("Worker %s: unexpected error in the work loop; carrying on.", self.name)
-                    time.sleep(1.0)
+                    time.sleep(LOOP_PAUSE_MAX_S)
         except StopRequested:
             logger.info("Worker %s: stopping on request.", self.name)
         finally:
@@ -260,62 +179,39 @@ class HAWorker(Worker):
             self._ha_teardown()
         return bool(completed)
 
+    @functools.cached_property
+    def _outage(self) -> Outage:
+        """Whether Redis fails the work loop now; says so when it starts, changes kind, every
+        ``STILL_FAILING_LOG_INTERVAL_S`` while it lasts, and when it ends."""
+        name = self.name.replace("{", "{{").replace("}", "}}")
+        return Outage(
+            logger,
+            Lines(
+                lost={
+                    "lost": f"Worker {name} lost Redis ({{error}}); reconnecting through Sentinel.",
+                    "refused": f"Worker {name}: Redis refuses the worker's commands ({{error}}); retrying, and "
+                    "saying so every {say_again_s:g}s until it stops.",
+                },
+                still=f"Worker {name}: Redis still failing after {{seconds:.0f}}s, {{attempts}} attempts ({{error}}).",
+                back=f"Worker {name} reached Redis again after {{seconds:.1f}}s; working.",
+            ),
+            say_again_s=lambda: STILL_FAILING_LOG_INTERVAL_S,
+        )
+
     def _until_redis_answers(self, step: Any) -> None:
-        while True:
-            try:
-                step()
-            except (redis.RedisError, OSError) as exc:
-                self._redis_trouble(exc)
-                continue
-            self._redis_back()
-            return
+        until_it_answers(step, on_failure=self._redis_trouble, on_success=self._redis_back)
 
     def _redis_trouble(self, exc: BaseException) -> None:
-        """A log line naming the error when trouble starts or changes kind, again every
-        ``STILL_FAILING_LOG_INTERVAL_S`` while it lasts; retries with a short, jittered pause."""
+        """Tell the outage (it logs) and count a reconnect when it starts; the caller pauses."""
         self._failures += 1
-        now_s = time.monotonic()
         kind = trouble_kind(exc)
-        if self._redis_lost_at is None or kind != self._trouble_kind:
-            if self._redis_lost_at is None:
-                self._redis_lost_at = now_s
-                if self.ha_metrics is not None:
-                    self.ha_metrics.reconnects.inc()
-            self._trouble_kind, self._trouble_logged_at = kind, now_s
-            if kind == "lost":
-                logger.warning(
-                    "Worker %s lost Redis (%s); reconnecting through Sentinel.", self.name, describe_error(exc)
-                )
-            else:
-                logger.error(
-                    "Worker %s: Redis refuses the worker's commands (%s); retrying, and saying so every %gs "
-                    "until it stops.",
-                    self.name,
-                    describe_error(exc),
-                    STILL_FAILING_LOG_INTERVAL_S,
-                )
-        elif now_s - self._trouble_logged_at >= STILL_FAILING_LOG_INTERVAL_S:
-            self._trouble_logged_at = now_s
-            logger.log(
-                logging.WARNING if kind == "lost" else logging.ERROR,
-                "Worker %s: Redis still failing after %.0fs, %d attempts (%s).",
-                self.name,
-                now_s - self._redis_lost_at,
-                self._failures,
-                describe_error(exc),
-            )
-        time.sleep(random.uniform(0.1, min(RECONNECT_PAUSE_MAX_S, 0.1 * 2**self._failures)))
+        level = logging.WARNING if kind == "lost" else logging.ERROR
+        if self._outage.failed(describe_error(exc), kind=kind, level=level) and self.ha_metrics is not None:
+            self.ha_metrics.reconnects.inc()
 
     def _redis_back(self) -> None:
-        if self._redis_lost_at is not None:
-            if self._outbox_flusher is not None:
-                self._outbox_flusher.wake()
-            logger.warning(
-                "Worker %s reached Redis again after %.1fs; working.",
-                self.name,
-                time.monotonic() - self._redis_lost_at,
-            )
-        self._redis_lost_at = None
+        if self._outage.recovered() is not None and self._outbox_flusher is not None:
+            self._outbox_flusher.wake()
         self._failures = 0
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
@@ -421,6 +317,7 @@ class HAWorker(Worker):
     def handle_job_success(self, job: Any, queue: Any, started_job_registry: Any, execution: Any) -> None:
         """Retry the completion write across a failover instead of failing a job that succeeded."""
         deadline = time.monotonic() + self.ha_connection.settings.retry_deadline_s
+        failures = 0
         while True:
             try:
                 super().handle_job_success(job, queue, started_job_registry, execution)
@@ -428,8 +325,9 @@ class HAWorker(Worker):
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() >= deadline:
                     raise
+                failures += 1
                 logger.debug("Completion of job %s not written yet (%s); retrying.", job.id, describe_error(exc))
-                time.sleep(COMPLETION_RETRY_PAUSE_S)
+                time.sleep(loop_pause_s(failures))
 
     def main_work_horse(self, job: Any, queue: Any) -> None:
         # A work-horse lives for one job. It needs no +switch-master watcher threads of its own
@@ -530,17 +428,6 @@ class HAWorker(Worker):
 
     def teardown(self) -> None:
         self._ha_teardown()
-
-
-def trouble_kind(error: BaseException) -> str:
-    """What kind of trouble ``error`` is, for the worker's log.
-
-    "lost": Redis could not be reached (the retry loop gave up); "refused": Redis answered with an
-    error that will come back until someone acts (NOPERM, OOM, a failing script, refused credentials).
-    """
-    if isinstance(error, AuthError) or not isinstance(error, (redis.ConnectionError, redis.TimeoutError, OSError)):
-        return "refused"
-    return "lost"
 
 
 def make_worker(queue_names: Sequence[str], connection: RQRedis, **kwargs: Any) -> HAWorker:
