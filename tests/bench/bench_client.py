@@ -203,22 +203,25 @@ class Writers:
         self.queue.connection.close()
 
 
-def trigger(cluster: LoopbackCluster, kind: str) -> None:
-    """Start one failover of ``kind`` and return once a majority of Sentinels names the new master."""
+def trigger(cluster: LoopbackCluster, kind: str) -> float | None:
+    """Start one failover of ``kind`` and return once it is done; for a planned one, how long
+    writes were paused (seconds), else None."""
     if kind == "kill":
         cluster.wait_for_master_change(cluster.kill_master())
     elif kind == "failover":
         cluster.wait_for_master_change(cluster.sentinel_failover())
     else:
-        planned_failover(cluster, demote_when="sentinel" if kind == "planned" else "promoted")
+        return planned_failover(cluster, demote_when="sentinel" if kind == "planned" else "promoted").unpaused_after_s
+    return None
 
 
 def failover_round(
     cluster: LoopbackCluster, kind: str, number: int, writers: Writers, not_before: float
-) -> tuple[dict[str, Episode], int, float]:
+) -> tuple[dict[str, Episode], int, float, float | None]:
     """One failover under every chosen writer, started no sooner than ``not_before`` (monotonic).
 
-    Returns each writer's episode, the switches seen, and when the new master was seen (monotonic).
+    Returns each writer's episode, the switches seen, when the failover was done (monotonic), and
+    for a planned failover how long writes were paused.
     """
     running = {
         name: LedgerWriter(writers.write_function(name), f"bench:{kind}:{number}:{name}") for name in writers.chosen
@@ -228,7 +231,7 @@ def failover_round(
             writer.start()
         time.sleep(max(LEAD_IN_S, not_before - time.monotonic()))
         old = cluster.master_addr()
-        trigger(cluster, kind)
+        paused_s = trigger(cluster, kind)
         switched_at = time.monotonic()
         if kind == "kill":
             time.sleep(1.0)  # as a supervisor would, a moment later
@@ -246,7 +249,7 @@ def failover_round(
             delete_keys(final, keys)
         if "enqueue" in running:
             delete_keys(final, [f"rq:queue:{BENCH_QUEUE}", *final.scan_iter("redis-ha:rq:enqueued:*", count=1000)])
-    return {name: writer.episode for name, writer in running.items()}, seen, switched_at
+    return {name: writer.episode for name, writer in running.items()}, seen, switched_at, paused_s
 
 
 def summarize(title: str, episodes: list[Episode]) -> str:
@@ -267,9 +270,13 @@ def run_kind(cluster: LoopbackCluster, kind: str, rounds: int, writers: Writers)
     spacing_s = 2 * cluster.failover_timeout_ms / 1000
     results: list[dict[str, Episode]] = []
     doubles = 0
+    pauses: list[float] = []
     not_before = 0.0
+    started = time.monotonic()
     for number in range(1, rounds + 1):
-        episodes, switches, switched_at = failover_round(cluster, kind, number, writers, not_before)
+        episodes, switches, switched_at, paused_s = failover_round(cluster, kind, number, writers, not_before)
+        pause = "" if paused_s is None else f" paused {paused_s:.2f}s |"
+        pauses += [] if paused_s is None else [paused_s]
         # The Sentinels started that failover before it completed: 2 x failover-timeout from then on.
         not_before = switched_at + spacing_s
         results.append(episodes)
@@ -278,11 +285,15 @@ def run_kind(cluster: LoopbackCluster, kind: str, rounds: int, writers: Writers)
             f"{name} err {e.errors} gap {e.longest_gap_s:.2f}s ack {e.acknowledged} lost {e.lost}"
             for name, e in episodes.items()
         )
-        print(f"  [{kind} {number}/{rounds}] switches {switches} | {row}", flush=True)
+        print(f"  [{kind} {number}/{rounds}] switches {switches} |{pause} {row}", flush=True)
     print(
         f"\n{rounds} x {KINDS[kind]}, one write every {WRITE_INTERVAL_S * 1000:.0f} ms per writer; "
-        f"{doubles} of {rounds} rounds saw a second failover:"
+        f"{doubles} of {rounds} rounds saw a second failover ({time.monotonic() - started:.0f} s in all):"
     )
+    if pauses:
+        print(
+            f"  {'writes paused on the old master':<31} p50 {statistics.median(pauses):5.2f}s max {max(pauses):5.2f}s"
+        )
     for name in writers.chosen:
         print(summarize(WRITER_TITLES[name], [episodes[name] for episodes in results]))
     print(flush=True)

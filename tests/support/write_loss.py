@@ -16,20 +16,31 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import redis
 
 from tests.support.cluster import Addr, ClusterError, ClusterTimeoutError, LoopbackCluster
 
-EXISTS_BATCH = 500
-"""Keys checked per pipelined round trip by ``lost_keys``."""
+KEY_BATCH = 500
+"""Keys checked or deleted per round trip."""
 
 PLANNED_PAUSE_MS = 15000
 """``CLIENT PAUSE ... WRITE`` length of a planned failover, ms (``redis_failover_write_pause_ms``'s default)."""
 
 NEW_MASTER_POLL_S = 0.05
 """Pause between two Sentinel polls while waiting for the new master in a planned failover, seconds."""
+
+
+@dataclass(frozen=True)
+class PlannedFailover:
+    """What ``planned_failover`` did: the new master, and when (seconds after the pause) it was
+    found and writes were let through again."""
+
+    new_master: Addr
+    found_after_s: float
+    unpaused_after_s: float
 
 
 class AckLedger:
@@ -56,8 +67,8 @@ class AckLedger:
 def lost_keys(client: redis.Redis, keys: Sequence[str]) -> list[str]:
     """The keys among ``keys`` that ``client`` (the final master) does not hold, in their order."""
     missing: list[str] = []
-    for start in range(0, len(keys), EXISTS_BATCH):
-        batch = keys[start : start + EXISTS_BATCH]
+    for start in range(0, len(keys), KEY_BATCH):
+        batch = keys[start : start + KEY_BATCH]
         pipe = client.pipeline(transaction=False)
         for key in batch:
             pipe.exists(key)
@@ -68,8 +79,8 @@ def lost_keys(client: redis.Redis, keys: Sequence[str]) -> list[str]:
 def delete_keys(client: redis.Redis, keys: Iterable[str]) -> None:
     """Remove counted keys, so rounds do not grow the data set every resync copies."""
     batch = list(keys)
-    for start in range(0, len(batch), EXISTS_BATCH):
-        client.unlink(*batch[start : start + EXISTS_BATCH])
+    for start in range(0, len(batch), KEY_BATCH):
+        client.unlink(*batch[start : start + KEY_BATCH])
 
 
 def planned_failover(
@@ -78,8 +89,8 @@ def planned_failover(
     demote_when: Literal["sentinel", "promoted"] = "sentinel",
     pause_ms: int = PLANNED_PAUSE_MS,
     timeout_s: float = 10.0,
-) -> Addr:
-    """Fail the master over with writes paused, as the kit's restart does; return the new master.
+) -> PlannedFailover:
+    """Fail the master over with writes paused, as the kit's restart does.
 
     Writes wait on the old master from the pause on; it becomes a replica of the new master before
     the pause ends, so they then get ``READONLY`` and a client retries them on the new master. The
@@ -96,6 +107,7 @@ def planned_failover(
         replid = str(admin.info("replication")["master_replid"])
         if admin.execute_command("CLIENT", "PAUSE", pause_ms, "WRITE") not in (True, "OK"):
             raise ClusterError(f"CLIENT PAUSE WRITE refused on {old}")
+        paused_at = time.monotonic()
         try:
             with cluster.sentinel_client(0) as sentinel:
                 sentinel.execute_command("SENTINEL", "FAILOVER", cluster.master_name)
@@ -104,6 +116,7 @@ def planned_failover(
                 new = _first_other_master(cluster, old, deadline)
             else:
                 new = _first_promoted_replica(cluster, old, replid, deadline)
+            found_after_s = time.monotonic() - paused_at
             admin.execute_command("REPLICAOF", new[0], str(new[1]))
             admin.execute_command("CONFIG", "REWRITE")
             # As the role does: unpause once ROLE says replica, not after the resync.
@@ -114,7 +127,7 @@ def planned_failover(
         finally:
             with contextlib.suppress(redis.RedisError, OSError):
                 admin.execute_command("CLIENT", "UNPAUSE")
-    return new
+    return PlannedFailover(new, found_after_s, time.monotonic() - paused_at)
 
 
 def _first_other_master(cluster: LoopbackCluster, old: Addr, deadline: float) -> Addr:
