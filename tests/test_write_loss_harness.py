@@ -24,9 +24,9 @@ def test_lost_keys_names_exactly_the_acknowledged_keys_the_master_no_longer_hold
     with cluster_module.redis_client(cluster_module.master_node(), user="app") as master:
         for key in keys:
             master.set(key, 1)
-        master.delete(keys[3], keys[700], keys[1199])
+        master.delete(keys[3], keys[4], keys[700], keys[1199])
 
-        assert lost_keys(master, keys) == [keys[3], keys[700], keys[1199]]
+        assert lost_keys(master, keys) == [keys[3], keys[4], keys[700], keys[1199]]
 
         delete_keys(master, keys)
         assert master.exists(*keys) == 0
