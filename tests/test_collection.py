@@ -41,7 +41,6 @@ OUTSIDE_PLAYBOOK = [
             {
                 "name": "Write the app's .env and the scrape config from the collection's templates",
                 "ansible.builtin.include_role": {"name": f"{FQCN}.redis_ha", "tasks_from": "outputs.yml"},
-                "vars": {"redis_ha_deploy_dir": "{{ playbook_dir }}/.deploy/{{ redis_ha_environment }}"},
             },
         ],
     },
@@ -102,10 +101,12 @@ def installed(tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def example_inventory(directory: Path, **changes: Any) -> Path:
-    """inventory.example with dummy secrets in place of the vault references, plus ``changes`` to its vars."""
+    """inventory.example with dummy secrets in place of the vault references, the controller outputs in the
+    inventory directory (not beside the collection's playbooks, in the installed collection), plus ``changes``."""
     inventory = yaml.safe_load((ROOT / "inventory.example").read_text())
     group_vars = copy.deepcopy(inventory["all"].pop("vars"))
     group_vars.update(GOOD_PASSWORDS)
+    group_vars["redis_ha_deploy_dir"] = str(directory / ".deploy" / directory.name)
     group_vars.update(changes)
     (directory / "group_vars" / "all").mkdir(parents=True)
     (directory / "hosts.yml").write_text(yaml.safe_dump(inventory))
@@ -149,8 +150,8 @@ def test_the_collection_preflight_accepts_the_example_inventory_from_outside_the
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("Inventory OK: 3 Redis node(s)") == 2, proc.stdout
     assert "REDIS_SENTINELS=10.0.0.11:26379,10.0.0.12:26379,10.0.0.13:26379" in proc.stdout
-    assert "# Environment: good." in (project / ".deploy" / "good" / "redis-ha.env").read_text()
-    assert "job_name" in (project / ".deploy" / "good" / "prometheus-scrape.yml").read_text()
+    assert "# Environment: good." in (inventory / ".deploy" / "good" / "redis-ha.env").read_text()
+    assert "job_name" in (inventory / ".deploy" / "good" / "prometheus-scrape.yml").read_text()
 
 
 def test_every_collection_playbook_loads_by_its_full_name_from_outside_the_repository(
@@ -169,11 +170,19 @@ def test_the_collection_preflight_refuses_a_broken_inventory_saying_what_to_fix(
 ) -> None:
     project, env = installed
     inventory = example_inventory(project / "broken", sentinel_quorum=5, redis_app_password="CHANGE_ME")
+    (inventory / "group_vars" / "all" / "main.yml").write_text(
+        (inventory / "group_vars" / "all" / "main.yml")
+        .read_text()
+        .replace("redis_ha_deploy_dir:", "unused_deploy_dir:")
+    )
     proc = run(env | {"ANSIBLE_SHOW_TASK_PATH_ON_FAILURE": "true"}, project, "-i", str(inventory), f"{FQCN}.preflight")
     assert proc.returncode != 0, proc.stdout
     role = project / "collections" / "ansible_collections" / "redis_ha_kit" / "redis_ha" / "roles" / "redis_ha"
     assert f"task path: {role}/tasks/validate_inventory.yml" in proc.stdout, proc.stdout
-    assert "The inventory needs 2 fix(es) before anything is deployed" in proc.stdout, proc.stdout
-    assert "sentinel_quorum" in proc.stdout
-    assert "redis_app_password" in proc.stdout
+    assert "The inventory needs 3 fix(es) before anything is deployed" in proc.stdout, proc.stdout
+    assert "sentinel_quorum is 5 with 3 Sentinel(s)" in proc.stdout
+    assert "redis_app_password still holds a placeholder" in proc.stdout
+    assert f"redis_ha_deploy_dir is {role.parents[1]}/.deploy/broken, inside an installed Ansible collection" in (
+        proc.stdout
+    )
     assert "CHANGE_ME" not in proc.stdout + proc.stderr  # a secret, even a placeholder, is never printed
