@@ -44,7 +44,7 @@ REWRITTEN_SUFFIXES = {".yml", ".yaml", ".j2"}
 # Reached by roles as {{ role_path }}/../../<path> (see roles/*/defaults/main.yml).
 # Then, for the collection's users: the license, the kit's changelog, the inventory explained.
 SHARED = (
-    *("templates", "client/pyproject.toml", "client/redis_ha", "requirements.txt"),
+    *("templates", "client", "requirements.txt"),
     *("LICENSE", "CHANGELOG.md", "inventory.example"),
 )
 

@@ -133,6 +133,9 @@ def test_the_tarball_holds_the_roles_filters_and_playbooks_with_the_kits_version
     assert {f"plugins/filter/{plugin.name}" for plugin in (ROOT / "roles").glob("*/filter_plugins/*.py")} <= names
     assert {f"playbooks/{playbook.name}" for playbook in (ROOT / "ansible").glob("*.yml")} <= names
     assert not [name for name in names if "filter_plugins" in name or "__pycache__" in name]
+    # The app role builds the client's wheel from the collection's copy (LICENSE is a symlink in the repository).
+    client = {f"client/{path.relative_to(ROOT / 'client')}" for path in (ROOT / "client").rglob("*")}
+    assert {name for name in client if "__pycache__" not in name and ".egg-info" not in name} <= names
     version = tarball.name.removeprefix("redis_ha_kit-redis_ha-").removesuffix(".tar.gz")
     assert f'version = "{version}"' in (ROOT / "client" / "pyproject.toml").read_text()
 
