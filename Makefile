@@ -7,6 +7,7 @@
 #   make test-ops               Molecule day-2 scenarios: upgrade to least privilege, password rotation
 #   make test-compat            client + RQ tests against the oldest and the newest redis-py/RQ allowed
 #   make dist                   the client's sdist and wheel in dist/, checked with twine
+#   make collection             the Ansible collection redis_ha_kit.redis_ha in dist/collection/
 #   make bench                  client and RQ benchmarks on a loopback cluster (prints figures)
 #   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
 #   make lab-up / lab-down      local systemd-nspawn test hosts
@@ -25,10 +26,10 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade status drill test-drills molecule test-matrix test-ops test-compat dist lab-up lab-down clean
+	deploy upgrade status drill test-drills molecule test-matrix test-ops test-compat dist collection lab-up lab-down clean
 
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# //'
+	@sed -n '2,13p' Makefile | sed 's/^# //'
 
 # Installs only what is missing, so repeated runs cost one dpkg query.
 system-deps:
@@ -49,8 +50,8 @@ $(VENV)/.installed: requirements.txt client/pyproject.toml | system-deps
 	@touch $@
 
 lint: venv
-	$(BIN)/ruff check client tests
-	$(BIN)/ruff format --check client tests
+	$(BIN)/ruff check client tests collection
+	$(BIN)/ruff format --check client tests collection
 	$(BIN)/mypy
 	$(BIN)/yamllint --strict .
 	@if [ -d roles ] && ls roles/*/tasks/main.yml >/dev/null 2>&1; then \
@@ -138,6 +139,12 @@ dist: venv
 	rm -rf dist && $(client_copy) && \
 	$(PY) -m build --outdir "$(CURDIR)/dist" "$$scratch" && \
 	$(BIN)/twine check --strict dist/*
+
+# The roles, playbooks and filters as the Ansible collection redis_ha_kit.redis_ha (tarball in
+# dist/collection/, version from client/pyproject.toml): collection/build.py assembles it from the
+# repository's layout in a scratch directory, then runs `ansible-galaxy collection build`.
+collection: venv
+	$(PY) collection/build.py --output-path dist/collection
 
 bench: venv system-deps
 	$(PY) tests/bench/bench_client.py

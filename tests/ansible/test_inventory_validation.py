@@ -346,6 +346,7 @@ def problems(
             "hosts": hosts,
             "tls_files_found": [],
             "passwords": dict(GOOD_PASSWORDS),
+            "deploy_dir": "/srv/ops/.deploy/prod",
             **observed,
         }
     )
@@ -521,6 +522,12 @@ UNIT_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "placeholder_of_another_spelling": (
         {"passwords": {**GOOD_PASSWORDS, "redis_exporter_password": "Replace-Me-With-A-Secret-1"}},
         "redis_exporter_password still holds a placeholder",
+    ),
+    # Controller outputs: the default follows the playbook, which may be inside an installed collection.
+    "deploy_dir_inside_an_installed_collection": (
+        {"deploy_dir": "/home/ops/.ansible/collections/ansible_collections/redis_ha_kit/redis_ha/.deploy/prod"},
+        "redis_ha_deploy_dir is /home/ops/.ansible/collections/ansible_collections/redis_ha_kit/redis_ha/.deploy/prod, "
+        "inside an installed Ansible collection",
     ),
     # TLS.
     "tls_without_a_ca": (

@@ -439,6 +439,14 @@ def inventory_problems(observed: dict[str, Any]) -> list[str]:
     if not _MASTER_NAME.match(master_name):
         problems.append(f"redis_ha_master_name is '{master_name}'; use letters, digits, '.', '_' or '-'.")
 
+    deploy_dir = str(observed.get("deploy_dir") or "")
+    if "/ansible_collections/" in deploy_dir:
+        problems.append(
+            f"redis_ha_deploy_dir is {deploy_dir}, inside an installed Ansible collection (its default follows the "
+            "playbook, and the collection's playbooks live there): set redis_ha_deploy_dir in group_vars/all to a "
+            "directory of your own for the app's .env and the scrape config, such as .deploy/<env> beside the inventory."
+        )
+
     problems.extend(_password_problems(dict(observed.get("passwords") or {})))
 
     def ports(host: str) -> list[str]:
