@@ -120,7 +120,7 @@ def test_inventory_problems_are_all_reported_together() -> None:
         }
     )
     assert len(problems) == 5, problems
-    assert any("use an odd number" in p for p in problems)
+    assert any("use at least 3" in p for p in problems)
     assert any("share the address 10.0.0.1" in p for p in problems)
     assert any("redis_ha_master_name is 'my master'" in p for p in problems)
     assert any("redis_app_password contains whitespace" in p for p in problems)
@@ -154,3 +154,19 @@ def test_a_rotated_password_keeps_the_old_hash_for_one_deploy_then_drops_it() ->
 def test_channels_are_reset_before_the_allowed_patterns() -> None:
     assert acl.acl_channels(["rq:*", "myapp:*"]) == "resetchannels &rq:* &myapp:*"
     assert acl.acl_channels([]) == "resetchannels"
+
+
+def test_four_sentinels_are_accepted_as_a_step_between_three_and_five() -> None:
+    problems = inventory.inventory_problems(
+        {
+            "redis_hosts": ["a", "b", "c", "d"],
+            "sentinel_hosts": ["a", "b", "c", "d"],
+            "addresses": {"a": "10.0.0.1", "b": "10.0.0.2", "c": "10.0.0.3", "d": "10.0.0.4"},
+            "initial_primaries": ["a"],
+            "quorum": None,
+            "flavor": "redis",
+            "master_name": "mymaster",
+            "passwords": GOOD_PASSWORDS,
+        }
+    )
+    assert problems == []
