@@ -96,8 +96,8 @@ test-matrix:
 # Day-2 operations while jobs flow, each on its own lab; not part of `make test`. credentials: a
 # cluster of the previous release upgraded to the Sentinel users and least-privileged apps, then
 # six passwords rotated in two deploys, a producer and the worker running throughout. members: a
-# fifth host grows the cluster, a replica and (later) the master are retired, a host that died for
-# good is replaced under its name, each change a deploy or make retire while jobs flow.
+# fourth node grows the cluster, the master is retired (make retire), a replica that died for good
+# is replaced under its name, each change a deploy or make retire while jobs flow.
 OPS_SCENARIOS := credentials members
 test-ops:
 	@for scenario in $(OPS_SCENARIOS); do \
