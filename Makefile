@@ -10,6 +10,7 @@
 #   make collection             the Ansible collection redis_ha_kit.redis_ha in dist/collection/
 #   make bench                  client and RQ benchmarks on a loopback cluster (prints figures)
 #   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
+#   make retire [ENV=..] HOST=.. take a Redis/Sentinel host out of a running cluster, safely
 #   make lab-up / lab-down      local systemd-nspawn test hosts
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -26,10 +27,12 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade status drill test-drills molecule test-matrix test-ops test-compat dist collection lab-up lab-down clean
+	deploy upgrade status retire drill test-drills molecule test-matrix test-ops test-compat dist collection \
+	lab-up lab-down clean
 
+# The comment block at the top of this file, up to its first line that is not a comment.
 help:
-	@sed -n '2,13p' Makefile | sed 's/^# //'
+	@awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' Makefile
 
 # Installs only what is missing, so repeated runs cost one dpkg query.
 system-deps:
@@ -96,8 +99,10 @@ test-matrix:
 
 # Day-2 operations while jobs flow, each on its own lab; not part of `make test`. credentials: a
 # cluster of the previous release upgraded to the Sentinel users and least-privileged apps, then
-# six passwords rotated in two deploys, a producer and the worker running throughout.
-OPS_SCENARIOS := credentials
+# six passwords rotated in two deploys, a producer and the worker running throughout. members: a
+# fourth node grows the cluster, the master is retired (make retire), a replica that died for good
+# is replaced under its name, each change a deploy or make retire while jobs flow.
+OPS_SCENARIOS := credentials members
 test-ops:
 	@for scenario in $(OPS_SCENARIOS); do \
 		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
@@ -183,6 +188,13 @@ upgrade: venv system-deps
 # Read-only: `redis-ha status` on an app host, and each Sentinel's failover gate from its journal.
 status: venv system-deps
 	$(call run_playbook,ansible/status.yml)
+
+# Take one Redis and/or Sentinel host out of a running cluster: refused before any change if too
+# few replicas or Sentinels would be left; the master is failed over first; every Sentinel forgets
+# the host, one at a time. Then remove HOST from the inventory and run make deploy.
+retire: venv system-deps
+	@if [ -z "$(HOST)" ]; then echo "Set HOST to the inventory name of the host to retire: make retire ENV=... HOST=redis3"; exit 2; fi
+	$(call run_playbook,ansible/retire.yml -e retire_host=$(HOST))
 
 # Failover drills: make drill [ENV=staging] KIND=kill-master [CONFIRM=yes] [DRILL_ARGS="--rate 50 --hold 10"]
 # Kinds: kill-master stop-master freeze-master partition-master sentinel-failover kill-sentinel

@@ -120,7 +120,7 @@ def test_inventory_problems_are_all_reported_together() -> None:
         }
     )
     assert len(problems) == 5, problems
-    assert any("use an odd number" in p for p in problems)
+    assert any("use at least 3" in p for p in problems)
     assert any("share the address 10.0.0.1" in p for p in problems)
     assert any("redis_ha_master_name is 'my master'" in p for p in problems)
     assert any("redis_app_password contains whitespace" in p for p in problems)
@@ -172,3 +172,19 @@ def test_the_failover_gate_follows_the_last_attempt_or_vote() -> None:
     assert gate(journal[:2], "30000", "1100")["wait_s"] == 0
     assert "it tried a failover at 00:16:41 UTC, so it may start one now" in gate(journal[:2], 30000, 1100)["reason"]
     assert gate(journal[:1], 30000, 1100)["event"] is None
+
+
+def test_four_sentinels_are_accepted_as_a_step_between_three_and_five() -> None:
+    problems = inventory.inventory_problems(
+        {
+            "redis_hosts": ["a", "b", "c", "d"],
+            "sentinel_hosts": ["a", "b", "c", "d"],
+            "addresses": {"a": "10.0.0.1", "b": "10.0.0.2", "c": "10.0.0.3", "d": "10.0.0.4"},
+            "initial_primaries": ["a"],
+            "quorum": None,
+            "flavor": "redis",
+            "master_name": "mymaster",
+            "passwords": GOOD_PASSWORDS,
+        }
+    )
+    assert problems == []

@@ -64,9 +64,9 @@ def test_no_handler_reaches_include_role_which_ansible_refuses_in_handlers() -> 
     assert offenders == []
 
 
-def test_master_restart_pauses_writes_before_the_failover_and_unpauses_after_the_demotion() -> None:
-    restart = load(ROLES / "redis" / "tasks" / "restart.yml")
-    failover = next(task for task in restart if "block" in task)
+def test_master_failover_pauses_writes_before_the_failover_and_unpauses_after_the_demotion() -> None:
+    failover_tasks = load(ROLES / "redis_ha" / "tasks" / "failover.yml")
+    failover = next(task for task in failover_tasks if "block" in task)
     runs = ("ansible.builtin.command", "ansible.builtin.shell")
     steps = [str(task) for task in failover["block"] if any(key in task for key in runs)]
     order = [
@@ -77,6 +77,21 @@ def test_master_restart_pauses_writes_before_the_failover_and_unpauses_after_the
     assert "'WRITE'" in steps[order[0]]
     always = [str(task["ansible.builtin.command"]["argv"]) for task in failover["always"]]
     assert any("'UNPAUSE'" in argv for argv in always)
-    # The restart itself comes after the block, once the node is a replica.
+
+
+def test_restart_fails_the_master_over_first_and_every_planned_failover_uses_the_one_failover() -> None:
+    restart = load(ROLES / "redis" / "tasks" / "restart.yml")
     names = [task.get("name", "") for task in restart]
-    assert names.index("Restart Redis") > restart.index(failover)
+    failover = next(
+        i
+        for i, task in enumerate(restart)
+        if task.get("ansible.builtin.include_role", {}).get("tasks_from") == "failover.yml"
+    )
+    assert names.index("Restart Redis") > failover
+    # No other task file carries its own copy of the failover shell.
+    copies = [
+        path.relative_to(ROLES)
+        for path in ROLES.glob("*/tasks/*.yml")
+        if "SENTINEL FAILOVER" in path.read_text() and path != ROLES / "redis_ha" / "tasks" / "failover.yml"
+    ]
+    assert copies == []

@@ -152,7 +152,8 @@ SECRET_BYTES = 32
 """Entropy of each generated password in bytes (token_urlsafe gives 43 characters)."""
 
 # Time limits, in seconds.
-SSH_WAIT_S = 90.0
+# A machine running several labs at once (load 15-20 on 2 cores) boots a 5-host lab in over 90 s.
+SSH_WAIT_S = 240.0
 STOP_WAIT_S = 30.0
 KILL_WAIT_S = 10.0
 VETH_WAIT_S = 15.0

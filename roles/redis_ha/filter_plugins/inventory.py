@@ -400,9 +400,11 @@ def inventory_problems(observed: dict[str, Any]) -> list[str]:
             "or Sentinel has no replica to promote when the master is lost."
         )
     count = len(sentinel_hosts)
-    if count < 3 or count % 2 == 0:
+    # An even number is allowed (4 tolerates no more lost Sentinels than 3, but it is where a
+    # cluster stands between adding or retiring Sentinels one at a time).
+    if count < 3:
         problems.append(
-            f"Group 'sentinel' has {count} host(s): use an odd number of at least 3 (3 or 5), so "
+            f"Group 'sentinel' has {count} host(s): use at least 3 (3 or 5), so "
             "a majority of Sentinels is left to authorize a failover when one host is lost."
         )
 
