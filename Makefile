@@ -8,6 +8,8 @@
 #   make dist                   the client's sdist and wheel in dist/, checked with twine
 #   make bench                  client and RQ benchmarks on a loopback cluster (prints figures)
 #   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
+#   make backup [ENV=..]        take an RDB backup now, from an in-sync replica
+#   make restore [ENV=..] FROM= build the cluster from a backup (FROM=latest or a file; CONFIRM=yes over data)
 #   make lab-up / lab-down      local systemd-nspawn test hosts
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -24,10 +26,10 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade drill test-drills molecule test-matrix test-ops test-compat dist lab-up lab-down clean
+	deploy upgrade backup restore drill test-drills molecule test-matrix test-ops test-compat dist lab-up lab-down clean
 
 help:
-	@sed -n '2,11p' Makefile | sed 's/^# //'
+	@sed -n '2,13p' Makefile | sed 's/^# //'
 
 # Installs only what is missing, so repeated runs cost one dpkg query.
 system-deps:
@@ -96,6 +98,9 @@ test-matrix:
 # cluster of the previous release upgraded to the Sentinel users and least-privileged apps, then
 # six passwords rotated in two deploys, a producer and the worker running throughout.
 OPS_SCENARIOS := credentials
+# backup: scheduled backups from a replica shipped to a backup host, a restore refused without
+# CONFIRM, and the total-loss drill (every node wiped, the latest backup restored), jobs flowing.
+OPS_SCENARIOS += backup
 test-ops:
 	@for scenario in $(OPS_SCENARIOS); do \
 		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
@@ -172,9 +177,19 @@ deploy: venv system-deps
 upgrade: venv system-deps
 	$(call run_playbook,ansible/upgrade.yml)
 
+# Backups (roles/backup): one now, from an in-sync replica; and a cluster rebuilt from one.
+backup: venv system-deps
+	$(call run_playbook,ansible/backup.yml)
+
+FROM ?=
+restore: venv system-deps
+	@if [ -z "$(FROM)" ]; then echo "Name the backup: make restore ENV=... FROM=latest (or FROM=path/to/NAME.rdb)"; exit 2; fi
+	$(call run_playbook,ansible/restore.yml -e restore_from=$(FROM) -e restore_confirm=$(CONFIRM))
+
 # Failover drills: make drill [ENV=staging] KIND=kill-master [CONFIRM=yes] [DRILL_ARGS="--rate 50 --hold 10"]
 # Kinds: kill-master stop-master freeze-master partition-master sentinel-failover kill-sentinel
-# restart-replica rolling-restart. No ENV: the local lab (deployed with `make deploy` first).
+# restart-replica rolling-restart total-loss (CONFIRM=yes outside the lab: it wipes every node and
+# restores the backup it took first; needs backup_enabled). No ENV: the local lab (deployed with `make deploy` first).
 KIND ?= kill-master
 DRILL_ARGS ?=
 drill: venv system-deps
