@@ -11,6 +11,8 @@
 #   make bench                  client and RQ benchmarks on a loopback cluster (prints figures)
 #   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
 #   make retire [ENV=..] HOST=.. take a Redis/Sentinel host out of a running cluster, safely
+#   make backup [ENV=..]        take an RDB backup now, from an in-sync replica
+#   make restore [ENV=..] FROM= build the cluster from a backup (FROM=latest or a file; CONFIRM=yes over data)
 #   make lab-up / lab-down      local systemd-nspawn test hosts
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -27,8 +29,8 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade status retire drill test-drills molecule test-matrix test-ops test-compat dist collection \
-	lab-up lab-down clean
+	deploy upgrade status retire backup restore drill test-drills molecule test-matrix test-ops test-compat \
+	dist collection lab-up lab-down clean
 
 # The comment block at the top of this file, up to its first line that is not a comment.
 help:
@@ -103,6 +105,9 @@ test-matrix:
 # fourth node grows the cluster, the master is retired (make retire), a replica that died for good
 # is replaced under its name, each change a deploy or make retire while jobs flow.
 OPS_SCENARIOS := credentials members
+# backup: scheduled backups from a replica shipped to a backup host, a restore refused without
+# CONFIRM, and the total-loss drill (every node wiped, the latest backup restored), jobs flowing.
+OPS_SCENARIOS += backup
 test-ops:
 	@for scenario in $(OPS_SCENARIOS); do \
 		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
@@ -196,9 +201,19 @@ retire: venv system-deps
 	@if [ -z "$(HOST)" ]; then echo "Set HOST to the inventory name of the host to retire: make retire ENV=... HOST=redis3"; exit 2; fi
 	$(call run_playbook,ansible/retire.yml -e retire_host=$(HOST))
 
+# Backups (roles/backup): one now, from an in-sync replica; and a cluster rebuilt from one.
+backup: venv system-deps
+	$(call run_playbook,ansible/backup.yml)
+
+FROM ?=
+restore: venv system-deps
+	@if [ -z "$(FROM)" ]; then echo "Name the backup: make restore ENV=... FROM=latest (or FROM=path/to/NAME.rdb)"; exit 2; fi
+	$(call run_playbook,ansible/restore.yml -e restore_from=$(FROM) -e restore_confirm=$(CONFIRM))
+
 # Failover drills: make drill [ENV=staging] KIND=kill-master [CONFIRM=yes] [DRILL_ARGS="--rate 50 --hold 10"]
 # Kinds: kill-master stop-master freeze-master partition-master sentinel-failover kill-sentinel
-# restart-replica rolling-restart. No ENV: the local lab (deployed with `make deploy` first).
+# restart-replica rolling-restart total-loss (CONFIRM=yes outside the lab: it wipes every node and
+# restores the backup it took first; needs backup_enabled). No ENV: the local lab (deployed with `make deploy` first).
 KIND ?= kill-master
 DRILL_ARGS ?=
 drill: venv system-deps

@@ -98,8 +98,10 @@ def test_a_new_replica_follows_the_discovered_master(rendered: dict[str, str], r
 def test_acl_file_disables_default_user_and_stores_only_password_hashes(rendered: dict[str, str]) -> None:
     acl = rendered["users.acl"]
     users = {line.split()[1]: line for line in lines(acl)}
-    assert set(users) == {"default", "admin", "app", "replication", "sentinel", "exporter"}
+    assert set(users) == {"default", "admin", "app", "replication", "sentinel", "exporter", "backup"}
     assert " off " in users["default"]
+    # No redis_backup_password (backups off): the backup user exists, disabled, with no command.
+    assert users["backup"].endswith("reset off resetpass -@all")
     # nopass on the default user keeps protected mode refusing remote clients.
     assert "nopass" not in users["default"]
     for password in GOOD_PASSWORDS.values():

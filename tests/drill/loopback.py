@@ -46,6 +46,9 @@ class LoopbackBackend:
         assert target is not None, "this drill kind needs a target node"
         return self.cluster.node_for(target)
 
+    def backup(self) -> str:
+        raise ValueError("the loopback backend takes no backups (total-loss runs on hosts: scenario backup)")
+
     def break_(self, plan: Plan, target: Address | None) -> str:
         cluster = self.cluster
         if plan.action == "rolling-restart":

@@ -62,6 +62,9 @@ class StubBackend:
     def client_env(self) -> dict[str, str]:
         return {"REDIS_SENTINELS": "127.0.0.1:1", "REDIS_MASTER_NAME": "mymaster"}
 
+    def backup(self) -> str:
+        raise AssertionError("a refused drill must not take a backup")
+
     def break_(self, plan: Plan, target: Address | None) -> str:
         raise AssertionError("a refused drill must not break anything")
 
@@ -76,6 +79,12 @@ def test_production_without_confirm_is_refused_before_the_cluster_is_touched(tmp
     outcome = run_drill(StubBackend(), options(tmp_path, "kill-master", env="production"))
     assert outcome.code == EXIT_REFUSED
     assert outcome.refusal is not None and "CONFIRM=yes" in outcome.refusal
+
+
+def test_total_loss_outside_the_lab_without_confirm_is_refused_before_the_cluster_is_touched(tmp_path: Path) -> None:
+    outcome = run_drill(StubBackend(), options(tmp_path, "total-loss", env="staging"))
+    assert outcome.code == EXIT_REFUSED
+    assert outcome.refusal is not None and "wipe" in outcome.refusal and "CONFIRM=yes" in outcome.refusal
 
 
 class FailingAfterBreak(LoopbackBackend):

@@ -147,6 +147,7 @@ SECRET_NAMES = (
     "redis_exporter_password",
     "sentinel_peer_password",
     "sentinel_app_password",
+    "redis_backup_password",
 )
 SECRET_BYTES = 32
 """Entropy of each generated password in bytes (token_urlsafe gives 43 characters)."""

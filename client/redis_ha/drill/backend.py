@@ -24,6 +24,10 @@ class Backend(Protocol):
         """Do ``plan.action`` to the node at ``target``; return a sentence saying what was done."""
         ...
 
+    def backup(self) -> str:
+        """Take a backup of the cluster now (the total-loss drill's, before its wipe); a sentence saying which."""
+        ...
+
     def restore(self, plan: Plan, target: Address | None) -> str:
         """Undo whatever ``break_`` did, even half of it; safe to call when nothing was broken."""
         ...

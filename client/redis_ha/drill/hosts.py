@@ -1,10 +1,12 @@
 """The drill backend for real hosts: Ansible over SSH, with the environment's inventory.
 
 Breaking and restoring go through ``ansible/drill.yml`` (one host, ``drill_step=break|restore``);
-a rolling restart is ``ansible/upgrade.yml`` with forced restarts. Which host is which comes from
-``ansible-inventory --list``; how apps reach the cluster from ``.deploy/<env>/redis-ha.env``, which
-``make deploy`` wrote. Parsing both is pure (``parse_env_file``, ``hosts_by_address``,
-``prometheus_url_from``, ``app_host_from``); only ``HostsBackend`` and ``AppHostTraffic`` run commands.
+a rolling restart is ``ansible/upgrade.yml`` with forced restarts; a total loss is
+``ansible/backup.yml``, ``ansible/drill_total_loss.yml`` (the wipe) and ``ansible/restore.yml``.
+Which host is which comes from ``ansible-inventory --list``; how apps reach the cluster from
+``.deploy/<env>/redis-ha.env``, which ``make deploy`` wrote. Parsing both is pure (``parse_env_file``,
+``hosts_by_address``, ``prometheus_url_from``, ``app_host_from``); only ``HostsBackend`` and
+``AppHostTraffic`` run commands.
 
 ``AppHostTraffic`` runs the drill's traffic on an app host instead of this machine
 (``--traffic-on app``): ``ansible/drill.yml drill_step=traffic-start`` starts ``redis-ha drill
@@ -183,7 +185,14 @@ class HostsBackend:
         print(f"drill: running {' '.join(shlex.quote(a) for a in argv[1:])}", flush=True)
         subprocess.run(argv, check=True, env=self._ansible_env(), cwd=self.root, timeout=PLAYBOOK_TIMEOUT_S)
 
+    def backup(self) -> str:
+        self.playbook("backup.yml", "", {})
+        return "ran ansible/backup.yml (an in-sync replica took the backup)"
+
     def break_(self, plan: Plan, target: Address | None) -> str:
+        if plan.action == "wipe":
+            self.playbook("drill_total_loss.yml", "", {"drill_confirm_wipe": "yes"})
+            return "ran ansible/drill_total_loss.yml: every Redis node stopped and its RDB and AOF removed"
         if plan.action == "rolling-restart":
             self.playbook("upgrade.yml", "", {"redis_force_restart": "true", "sentinel_force_restart": "true"})
             return "ran ansible/upgrade.yml with forced restarts of every redis-server and Sentinel"
@@ -193,6 +202,9 @@ class HostsBackend:
         return f"{plan.description} on {host} ({format_address(target)})"
 
     def restore(self, plan: Plan, target: Address | None) -> str:
+        if plan.action == "wipe":
+            self.playbook("restore.yml", "", {"restore_from": "latest", "restore_confirm": "yes"})
+            return "ran ansible/restore.yml with the latest backup"
         hosts = "redis:sentinel" if target is None else self.host_for(target)
         self.playbook("drill.yml", hosts, {"drill_step": "restore", "drill_kind": plan.kind})
         return f"ran ansible/drill.yml drill_step=restore on {hosts}"

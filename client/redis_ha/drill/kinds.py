@@ -9,7 +9,7 @@ from redis_ha.config import Address, format_address
 from redis_ha.health import Observation
 
 TargetRole = Literal["master", "replica", "sentinel", "cluster"]
-Action = Literal["kill", "stop", "freeze", "cut", "failover", "restart", "rolling-restart"]
+Action = Literal["kill", "stop", "freeze", "cut", "failover", "restart", "rolling-restart", "wipe"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ KINDS: dict[str, Plan] = {
              "restart one replica's redis-server"),
         Plan("rolling-restart", "cluster", "rolling-restart", "make sure every redis-server and Sentinel runs", True,
              "the rolling upgrade/restart (ansible/upgrade.yml) end to end"),
+        Plan("total-loss", "cluster", "wipe", "restore the latest backup (ansible/restore.yml)", False,
+             "take a backup, then wipe every node's data (Sentinel and Redis stopped, RDB and AOF removed)"),
     )
 }  # fmt: skip
 
@@ -65,7 +67,7 @@ def choose_target(plan: Plan, obs: Observation) -> tuple[Address | None, str]:
     """
     master = obs.master
     if plan.target == "cluster":
-        return None, "a rolling restart acts on every node in turn"
+        return None, f"{plan.kind} acts on every node"
     if plan.target == "master":
         if master is None:
             return None, "no master is known"

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import redis
 
 from redis_ha.config import Address, Settings, format_address, load_settings
-from redis_ha.drill import report
+from redis_ha.drill import report, total_loss
 from redis_ha.drill.alerts import FAILOVER_ALERT, alert_firing_at
 from redis_ha.drill.backend import Backend
 from redis_ha.drill.kinds import Plan, choose_target, plan_for, recovery_problem
@@ -44,7 +44,7 @@ from redis_ha.drill.records import (
     TrafficRecord,
     write_json,
 )
-from redis_ha.drill.safety import confirmation_refusal, health_refusal, target_refusal
+from redis_ha.drill.safety import confirmation_refusal, data_loss_refusal, health_refusal, target_refusal
 from redis_ha.drill.sentinel_events import SentinelEar
 from redis_ha.health import decide, observe
 from redis_ha.sentinel import probe_client
@@ -271,6 +271,12 @@ class Drill:
                     self.log.events.append(Event(time.time(), report.RESTORED, detail))
                     say(f"restored what it broke: {detail}")
 
+    def take_backup(self) -> None:
+        """The backup a total loss is restored from; the jobs acknowledged before it must all come back."""
+        self.event(total_loss.BACKUP_START, "taking a backup from an in-sync replica")
+        detail = self.backend.backup()
+        self.event(total_loss.BACKUP_DONE, detail)
+
     def wait_failover(self, old: Address | None) -> None:
         def problem() -> str | None:
             try:
@@ -330,7 +336,9 @@ class Drill:
     # The run.
 
     def preflight(self) -> tuple[str | None, Address | None]:
-        refusal = confirmation_refusal(self.options.env, self.options.confirm)
+        refusal = confirmation_refusal(self.options.env, self.options.confirm) or data_loss_refusal(
+            self.plan, self.options.env, self.options.confirm
+        )
         if refusal:
             return refusal, None
         obs, state, reason = self.observe()
@@ -361,6 +369,8 @@ class Drill:
             try:
                 self.traffic.start(f"drill-{uuid.uuid4().hex[:8]}", budget)
                 time.sleep(opts.warmup_s)
+                if self.plan.action == "wipe":
+                    self.take_backup()
                 with self.broken(target):
                     if self.plan.expects_failover:
                         self.wait_failover(target)
@@ -396,9 +406,14 @@ def render(out: Path, slo: report.Slo, *, png: bool = True) -> Outcome:
         traffic = TrafficRecord(started=time.time(), ended=time.time(), rate=0, queue="-", probe_interval_s=0.1)
     summary = report.summarize(traffic, log)
     reasons = report.verdict(summary, slo)
+    extra: list[tuple[str, str]] = []
+    if log.kind == total_loss.KIND:
+        # Writes after the backup are lost and producers see errors by design; judged on what came back.
+        figures = total_loss.summarize(traffic, log)
+        reasons, extra = total_loss.verdict(figures), total_loss.rows(figures)
     if not traffic_path.exists():
         reasons.insert(0, f"the traffic generator left no {TRAFFIC_FILE}; see traffic.log")
-    text = report.table(summary, slo, reasons)
+    text = report.table(summary, slo, reasons, extra)
     (out / "report.txt").write_text(text + "\n")
     write_json(out / "report.json", report.to_json(summary, slo, reasons))
     if png:

@@ -307,9 +307,9 @@ def _steps_text(steps: tuple[tuple[str, float], ...]) -> str:
     return ", ".join(f"{name} {at:.1f}" for name, at in steps) or "-"
 
 
-def table(summary: Summary, slo: Slo, reasons: list[str]) -> str:
-    """A plain-text table and the verdict, for a terminal or a ticket."""
-    pairs = rows(summary, slo)
+def table(summary: Summary, slo: Slo, reasons: list[str], extra: list[tuple[str, str]] | None = None) -> str:
+    """A plain-text table (the drill kind's ``extra`` rows last) and the verdict, for a terminal or a ticket."""
+    pairs = rows(summary, slo) + (extra or [])
     width = max(len(k) for k, _ in pairs)
     lines = [f"{k.ljust(width)}  {v}" for k, v in pairs]
     rule = "-" * (width + 2 + max(len(v) for _, v in pairs))

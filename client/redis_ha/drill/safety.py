@@ -22,6 +22,17 @@ def confirmation_refusal(env: str, confirm: str | None) -> str | None:
     return None
 
 
+def data_loss_refusal(plan: Plan, env: str, confirm: str | None) -> str | None:
+    """Refuse a drill that loses data (total-loss) anywhere but the lab unless the operator said CONFIRM=yes."""
+    if plan.action == "wipe" and env != "lab" and (confirm or "").strip().lower() != CONFIRM_WORD:
+        return (
+            f"refusing to wipe '{env}' without confirmation: {plan.kind} deletes every node's data and restores "
+            "the backup it takes first, so writes acknowledged after that backup are lost. Run it again with "
+            f"CONFIRM={CONFIRM_WORD} if that is what you want."
+        )
+    return None
+
+
 def health_refusal(state: State, reason: str) -> str | None:
     """Refuse unless the cluster is healthy (one master, replicas in sync, quorum reachable)."""
     if state != "healthy":
