@@ -25,7 +25,7 @@ ENV ?=
 # Debian packages the kit's own tooling needs on the machine running make.
 APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 	systemd-container debootstrap dpkg-dev iproute2 iptables openssh-client \
-	prometheus prometheus-redis-exporter
+	prometheus prometheus-redis-exporter prometheus-alertmanager
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \

@@ -84,7 +84,9 @@ class _LiveCollector(Collector):
                 depth.add_metric([name], float(count))
             yield depth
         yield ok
-        if self.outbox_path and Path(self.outbox_path).exists():
-            size = GaugeMetricFamily("redis_ha_rq_outbox_size", "Jobs waiting in the local outbox for Redis.")
-            size.add_metric([], float(len(Outbox(self.outbox_path))))
-            yield size
+        # Always reported, 0 without an outbox (none configured, or not created yet): a dashboard
+        # panel then shows 0 rather than "no data", which would look like a scrape problem.
+        size = GaugeMetricFamily("redis_ha_rq_outbox_size", "Jobs waiting in the local outbox for Redis.")
+        path = self.outbox_path
+        size.add_metric([], float(len(Outbox(path))) if path and Path(path).exists() else 0.0)
+        yield size

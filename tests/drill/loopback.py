@@ -42,6 +42,9 @@ class LoopbackBackend:
     def prometheus_url(self) -> tuple[str | None, str]:
         return None, "no monitoring host on the loopback cluster"
 
+    def alert_receiver_url(self) -> tuple[str | None, str]:
+        return None, "no monitoring host on the loopback cluster"
+
     def _node(self, target: Address | None) -> Node:
         assert target is not None, "this drill kind needs a target node"
         return self.cluster.node_for(target)

@@ -74,6 +74,9 @@ class StubBackend:
     def prometheus_url(self) -> tuple[str | None, str]:
         return None, "stub"
 
+    def alert_receiver_url(self) -> tuple[str | None, str]:
+        return None, "stub"
+
 
 def test_production_without_confirm_is_refused_before_the_cluster_is_touched(tmp_path: Path) -> None:
     outcome = run_drill(StubBackend(), options(tmp_path, "kill-master", env="production"))

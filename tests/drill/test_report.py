@@ -6,7 +6,7 @@ import re
 
 import pytest
 from redis_ha.drill import report
-from redis_ha.drill.alerts import first_firing
+from redis_ha.drill.alerts import first_delivery, first_firing
 from redis_ha.drill.records import Ack, DrillLog, Event, Execution, Probe, ProducerError, TrafficRecord
 
 T0 = 1_000.0
@@ -160,6 +160,38 @@ def test_the_same_node_promoted_again_fires_anew_even_if_its_last_alert_was_rece
              "values": [[t, "1"] for t in [*range(100, 161), *range(230, 260)]]}]}}  # fmt: skip
     assert first_firing(reply, after=150.0) == 230.0
     assert first_firing({"status": "error"}, after=150.0) is None
+
+
+def notification(received: float, *alerts: tuple[str, str, str]) -> dict[str, object]:
+    """What the lab's webhook receiver lists: (alertname, status, startsAt) per alert in the body."""
+    body = {"alerts": [{"labels": {"alertname": n}, "status": st, "startsAt": at} for n, st, at in alerts]}
+    return {"received": received, "notification": body}
+
+
+def test_delivery_is_the_first_notification_of_a_firing_that_began_after_the_break() -> None:
+    # Break at 1000 = 1970-01-01T00:16:40Z. A repeat of an earlier failover's alert, another alert,
+    # a resolved one, then this failover's alert (nanosecond startsAt, as Alertmanager sends it).
+    records = [
+        notification(1010.0, ("RedisFailoverHappened", "firing", "1970-01-01T00:10:00.5Z")),
+        notification(1020.0, ("RedisDown", "firing", "1970-01-01T00:16:45Z")),
+        notification(1030.0, ("RedisFailoverHappened", "resolved", "1970-01-01T00:16:50Z")),
+        notification(1052.5, ("RedisFailoverHappened", "firing", "1970-01-01T00:17:25.123456789Z")),
+        notification(1090.0, ("RedisFailoverHappened", "firing", "1970-01-01T00:17:25.123456789+00:00")),
+    ]
+    assert first_delivery(records, "RedisFailoverHappened", after=T0) == 1052.5
+    assert first_delivery(records[:3], "RedisFailoverHappened", after=T0) is None
+    assert first_delivery([notification(1052.5, ("RedisFailoverHappened", "firing", "soon"))], "x", T0) is None
+
+
+def test_the_report_says_when_the_alert_was_delivered_or_why_it_cannot() -> None:
+    log = drill_log()
+    log.events += [Event(T0 + 50, report.ALERT_FIRING), Event(T0 + 57.25, report.ALERT_DELIVERED)]
+    rows = dict(report.rows(report.summarize(traffic(), log), report.Slo()))
+    assert rows["alert fired"] == "45.0 s after the break"
+    assert rows["alert delivered"] == "52.2 s after the break"
+    unknown = drill_log(delivery_note="unknown: no webhook receiver records to read")
+    rows = dict(report.rows(report.summarize(traffic(), unknown), report.Slo()))
+    assert rows["alert delivered"] == "unknown: no webhook receiver records to read"
 
 
 def sentinel(at: float, channel: str, data: str, where: str = "10.0.0.2:26379") -> Event:

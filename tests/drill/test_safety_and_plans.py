@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from redis_ha.drill import kinds, safety
-from redis_ha.drill.hosts import hosts_by_address, parse_env_file, prometheus_url_from
+from redis_ha.drill.hosts import alert_receiver_url_from, hosts_by_address, parse_env_file, prometheus_url_from
 from redis_ha.health import Observation, ReplicaView, SentinelView
 
 M, R1, R2 = ("10.0.0.1", 6379), ("10.0.0.2", 6379), ("10.0.0.3", 6379)
@@ -65,7 +67,7 @@ def test_recovery_waits_for_the_old_master_to_be_a_connected_replica() -> None:
 def test_the_deployed_env_file_and_the_inventory_are_read_without_running_anything() -> None:
     env = parse_env_file("# c\nREDIS_SENTINELS='10.0.0.1:26379,10.0.0.2:26379'\nREDIS_PASSWORD='s3cr=t'\n")
     assert env == {"REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.2:26379", "REDIS_PASSWORD": "s3cr=t"}
-    inventory = {
+    inventory: dict[str, Any] = {
         "_meta": {"hostvars": {"r1": {"ansible_host": "10.0.0.1"}, "mon": {"ansible_host": "10.0.0.9"}}},
         "redis": {"hosts": ["r1"]},
         "sentinel": {"hosts": ["r1"]},
@@ -75,3 +77,7 @@ def test_the_deployed_env_file_and_the_inventory_are_read_without_running_anythi
     assert prometheus_url_from(inventory) == ("http://10.0.0.9:9090", "Prometheus on mon")
     url, why = prometheus_url_from({"_meta": {"hostvars": {}}})
     assert url is None and why.startswith("no monitoring host configured")
+    url, why = alert_receiver_url_from(inventory)
+    assert url is None and "set drill_alert_receiver_url on the monitoring host" in why
+    inventory["_meta"]["hostvars"]["mon"]["drill_alert_receiver_url"] = "http://10.0.0.9:9199/"
+    assert alert_receiver_url_from(inventory) == ("http://10.0.0.9:9199/", "drill_alert_receiver_url of mon")

@@ -16,7 +16,8 @@ lab (a Molecule scenario, say) can run beside the default one:
 
 Layout
 ------
-Caches, shared by every lab and every clone of the repository (root's; `down` keeps them):
+Caches, shared by every lab and every clone of the repository (root's; `down` keeps them;
+RHK_LAB_CACHE_DIR moves them, e.g. for a checkout that changes LAB_PACKAGES beside others):
     /var/cache/redis-ha-kit/images/<suite>/   base root filesystem (debootstrap), built in a
                                               temporary directory and renamed into place
     /var/cache/redis-ha-kit/apt/<suite>/      local apt repository: the .deb files the lab
@@ -91,7 +92,7 @@ FIRST_HOST_OFFSET = 11
 """Hosts get consecutive addresses from this offset in the subnet: .11, .12, ..."""
 
 SUPPORTED_SUITES = ("bookworm", "trixie")
-CACHE_DIR = Path("/var/cache/redis-ha-kit")
+CACHE_DIR = Path(os.environ.get("RHK_LAB_CACHE_DIR") or "/var/cache/redis-ha-kit")
 MACHINES_DIR = Path("/var/lib/redis-ha-kit")
 LOCK_DIR = Path("/run/redis-ha-kit")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -130,6 +131,7 @@ LAB_PACKAGES = (
     "prometheus-redis-exporter",
     "python3-redis",
     "prometheus",
+    "prometheus-alertmanager",
     "iptables",
     "python3-venv",
     "python3-pip",
@@ -869,7 +871,8 @@ class Caches:
             image is not None
             and repo is not None
             and repo.get("image_id") == image.get("id")
-            and repo.get("packages") == list(repo_packages(self.suite))
+            # A repository built for more packages serves a checkout that lists fewer.
+            and set(repo_packages(self.suite)) <= set(repo.get("packages") or ())
         )
 
     def ensure(self, rebuild: bool = False) -> None:

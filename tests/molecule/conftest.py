@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parents[2]
 LAB_SCRIPT = REPO / "tests" / "lab" / "lab.py"
 REDIS_HOSTS = ("redis1", "redis2", "redis3")
 APP_HOSTS = ("app1",)
+MONITORING_UNITS = ("prometheus", "prometheus-alertmanager", "alert-receiver")
+"""Units of the monitoring host (app1, in the scenarios that deploy monitoring)."""
 MASTER_NAME = "mymaster"
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
@@ -249,7 +251,7 @@ def pytest_runtest_makereport(
     chosen = params.params if params is not None else {}
     units = [chosen["unit"]] if "unit" in chosen else list(marker.args)
     for unit in units:
-        hosts = APP_HOSTS if unit.startswith("rq-worker") else REDIS_HOSTS
+        hosts = APP_HOSTS if unit.startswith("rq-worker") or unit in MONITORING_UNITS else REDIS_HOSTS
         for host in [chosen["name"]] if "name" in chosen else hosts:
             try:
                 text = lab.journal(host, unit)

@@ -11,7 +11,6 @@ import pytest
 
 from tests.ansible.conftest import (
     GOOD_PASSWORDS,
-    REPO,
     cluster_hosts,
     render_templates,
     write_inventory,
@@ -20,7 +19,6 @@ from tests.ansible.conftest import (
 HERE = Path(__file__).resolve().parent
 PLAYBOOKS = HERE / "playbooks"
 ALERTS_TEST = HERE / "alerts_test.yml"
-DASHBOARD = REPO / "templates" / "grafana-dashboard.json"
 
 # The lab's shape: three nodes running Redis and Sentinel, one app host that is also the
 # monitoring host (localhost here), workers serving metrics on port 9200.

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.monitoring.conftest import DASHBOARD, promtool
+from tests.monitoring.conftest import promtool
+from tests.monitoring.dashboard import load, panels, queries
 from tests.monitoring.promql import KNOWN_METRICS, metric_names, substitute_grafana_variables
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -18,24 +17,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 @pytest.fixture(scope="module")
 def dashboard() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return data
-
-
-def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in dashboard["panels"]:
-        yield panel
-        yield from panel.get("panels", [])
-
-
-def queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """(where, PromQL) for every panel target and every annotation query."""
-    for panel in panels(dashboard):
-        for target in panel.get("targets", []):
-            yield f"panel {panel['title']!r} target {target['refId']}", target["expr"]
-    for annotation in dashboard["annotations"]["list"]:
-        if "expr" in annotation:
-            yield f"annotation {annotation['name']!r}", annotation["expr"]
+    return load()
 
 
 def test_the_data_source_is_a_variable_every_panel_uses(dashboard: dict[str, Any]) -> None:
@@ -59,17 +41,17 @@ def test_panels_have_unique_ids_and_fit_the_grid(dashboard: dict[str, Any]) -> N
 
 
 def test_every_query_names_only_metrics_the_exporter_or_the_worker_serve(dashboard: dict[str, Any]) -> None:
-    unknown = {where: metric_names(expr) - KNOWN_METRICS for where, expr in queries(dashboard)}
+    unknown = {q.where: metric_names(q.expr) - KNOWN_METRICS for q in queries(dashboard)}
     assert {where: names for where, names in unknown.items() if names} == {}
 
 
 def test_every_query_selects_one_environment_s_scrape_job(dashboard: dict[str, Any]) -> None:
-    for where, expr in queries(dashboard):
+    for where, expr, _ in queries(dashboard):
         assert 'job="redis-ha-$env-' in expr, where
 
 
 def test_the_dashboard_covers_redis_sentinel_and_rq(dashboard: dict[str, Any]) -> None:
-    used = set().union(*(metric_names(expr) for _, expr in queries(dashboard)))
+    used = set().union(*(metric_names(q.expr) for q in queries(dashboard)))
     assert {
         "redis_instance_info",
         "redis_master_link_up",
@@ -94,7 +76,7 @@ def test_every_query_is_valid_promql(dashboard: dict[str, Any], tmp_path: Path) 
     # promtool parses each query as a recording rule, with Grafana's variables filled in.
     rules = [
         {"record": f"dashboard:query:{index}", "expr": substitute_grafana_variables(expr)}
-        for index, (_, expr) in enumerate(queries(dashboard))
+        for index, (_, expr, _) in enumerate(queries(dashboard))
     ]
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))

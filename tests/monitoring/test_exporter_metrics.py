@@ -4,7 +4,6 @@ Sentinel, with the exporter ACL user and flags the kit deploys."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.ansible.conftest import ROLES
-from tests.monitoring.conftest import DASHBOARD
+from tests.monitoring.dashboard import load, queries
 from tests.monitoring.promql import EXPORTER_METRICS, metric_names
 from tests.support.cluster import LoopbackCluster, _free_port
 
@@ -40,10 +39,7 @@ Samples = dict[str, list[dict[str, str]]]
 def used_exporter_metrics(rendered: dict[str, str]) -> set[str]:
     rules = yaml.safe_load(rendered["prometheus-alerts.yml"])
     exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
-    dashboard = json.loads(DASHBOARD.read_text())
-    for panel in dashboard["panels"]:
-        exprs += [target["expr"] for target in panel.get("targets", [])]
-    exprs += [item["expr"] for item in dashboard["annotations"]["list"] if "expr" in item]
+    exprs += [query.expr for query in queries(load())]
     return set().union(*map(metric_names, exprs)) & EXPORTER_METRICS
 
 

@@ -116,7 +116,15 @@ def test_prometheus_listens_on_the_private_address_without_admin_or_lifecycle_ap
     assert "--config.file=/etc/prometheus/prometheus.yml" in args
     assert "--storage.tsdb.retention.time=15d" in args
     assert not [arg for arg in args if arg.startswith(("--web.enable-admin-api", "--web.enable-lifecycle"))]
-    assert "alerting" not in yaml.safe_load(rendered["prometheus.yml"])
+
+
+def test_alerts_go_to_the_kit_s_alertmanager_on_each_monitoring_host(rendered: dict[str, str]) -> None:
+    config = yaml.safe_load(rendered["prometheus.yml"])
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["10.1.0.30:9093"]
+
+
+def test_no_alertmanagers_keeps_alerts_in_the_ui(tmp_path: Path) -> None:
+    assert "alerting" not in yaml.safe_load(render(tmp_path, monitoring_alertmanagers=[])["prometheus.yml"])
 
 
 def test_the_preflight_reports_every_problem_at_once(tmp_path: Path) -> None:

@@ -131,6 +131,7 @@ def test_sigterm_during_a_job_lets_it_finish_then_the_worker_exits_zero(
             metrics = response.read().decode()
         assert 'redis_ha_rq_queue_depth{queue="default"} 0.0' in metrics
         assert "redis_ha_failovers_seen_total 0.0" in metrics
+        assert "redis_ha_rq_outbox_size 0.0" in metrics  # no outbox configured: 0, not missing
         os.kill(worker.pid, signal.SIGTERM)
         code = worker.wait(timeout=30)
     assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]

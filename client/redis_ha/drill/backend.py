@@ -35,3 +35,7 @@ class Backend(Protocol):
     def prometheus_url(self) -> tuple[str | None, str]:
         """The Prometheus to read alert times from, or None and a sentence saying why there is none."""
         ...
+
+    def alert_receiver_url(self) -> tuple[str | None, str]:
+        """A webhook receiver listing the notifications it got (see ``alerts.first_delivery``), or None and why."""
+        ...

@@ -5,8 +5,8 @@ a rolling restart is ``ansible/upgrade.yml`` with forced restarts; a total loss 
 ``ansible/backup.yml``, ``ansible/drill_total_loss.yml`` (the wipe) and ``ansible/restore.yml``.
 Which host is which comes from ``ansible-inventory --list``; how apps reach the cluster from
 ``.deploy/<env>/redis-ha.env``, which ``make deploy`` wrote. Parsing both is pure (``parse_env_file``,
-``hosts_by_address``, ``prometheus_url_from``, ``app_host_from``); only ``HostsBackend`` and
-``AppHostTraffic`` run commands.
+``hosts_by_address``, ``prometheus_url_from``, ``alert_receiver_url_from``, ``app_host_from``); only
+``HostsBackend`` and ``AppHostTraffic`` run commands.
 
 ``AppHostTraffic`` runs the drill's traffic on an app host instead of this machine
 (``--traffic-on app``): ``ansible/drill.yml drill_step=traffic-start`` starts ``redis-ha drill
@@ -97,6 +97,24 @@ def prometheus_url_from(inventory: dict[str, Any]) -> tuple[str | None, str]:
     return f"http://{address}:{port}", f"Prometheus on {host}"
 
 
+def alert_receiver_url_from(inventory: dict[str, Any]) -> tuple[str | None, str]:
+    """The webhook receiver whose records tell when an alert arrived, or None and why. Pure.
+
+    It is ``drill_alert_receiver_url`` of the first monitoring host: a receiver that lists the
+    notifications it got with their receive times (as the lab's does). A chat or pager service
+    cannot be asked, so without it the report says the delivery time is unknown.
+    """
+    hosts = inventory.get("monitoring", {}).get("hosts", [])
+    hostvars = inventory.get("_meta", {}).get("hostvars", {})
+    url = hostvars.get(hosts[0], {}).get("drill_alert_receiver_url") if hosts else None
+    if not url:
+        return None, (
+            "no webhook receiver records to read (set drill_alert_receiver_url on the monitoring host, "
+            "or ALERT_RECEIVER_URL)"
+        )
+    return str(url), f"drill_alert_receiver_url of {hosts[0]}"
+
+
 def app_host_from(inventory: dict[str, Any], wanted: str) -> str:
     """The inventory host to run the traffic on: the first of group ``app`` for ``app``, else ``wanted``. Pure.
 
@@ -165,6 +183,12 @@ class HostsBackend:
         if override:
             return override, "PROMETHEUS_URL"
         return prometheus_url_from(self.inventory)
+
+    def alert_receiver_url(self) -> tuple[str | None, str]:
+        override = os.environ.get("ALERT_RECEIVER_URL")
+        if override:
+            return override, "ALERT_RECEIVER_URL"
+        return alert_receiver_url_from(self.inventory)
 
     def host_for(self, target: Address) -> str:
         hosts = hosts_by_address(self.inventory)

@@ -31,7 +31,7 @@ import redis
 
 from redis_ha.config import Address, Settings, format_address, load_settings
 from redis_ha.drill import report, total_loss
-from redis_ha.drill.alerts import FAILOVER_ALERT, alert_firing_at
+from redis_ha.drill.alerts import FAILOVER_ALERT, alert_delivered_at, alert_firing_at
 from redis_ha.drill.backend import Backend
 from redis_ha.drill.kinds import Plan, choose_target, plan_for, recovery_problem
 from redis_ha.drill.records import (
@@ -55,6 +55,8 @@ EXIT_OK = 0
 EXIT_SLO_MISSED = 1
 EXIT_REFUSED = 3
 POLL_S = 0.25
+ALERT_POLL_S = 5.0
+"""How often Prometheus and the webhook receiver are asked whether the alert fired and arrived."""
 TRAFFIC_STOP_MARGIN_S = 30.0
 
 
@@ -308,30 +310,57 @@ class Drill:
             self.event(report.NOT_RECOVERED, f"after {self.options.recover_timeout_s:g} s: {left}")
 
     def read_alert(self, start: float) -> None:
+        """When the failover alert fired (Prometheus), then when it reached the webhook receiver."""
         url, why = self.backend.prometheus_url()
         if url is None:
             self.log.alert_note = f"skipped: {why}"
+            self.log.delivery_note = "skipped: no Prometheus, so no alert to deliver"
             return
         if not self.plan.expects_failover:
-            self.log.alert_note = f"not expected: {self.options.kind} causes no failover"
+            self.log.alert_note = self.log.delivery_note = f"not expected: {self.options.kind} causes no failover"
             return
         # Counted from the break; an alert of an earlier failover that is still firing does not count.
-        broke = max((e.at for e in self.log.events if e.name in (report.BROKEN, report.BREAK)), default=start)
+        broke = max((e.at for e in self.log.events if e.name in (report.BREAK, report.BROKEN)), default=start)
         deadline = time.monotonic() + self.options.alert_wait_s
+
+        def fired() -> float | None:
+            return alert_firing_at(url, FAILOVER_ALERT, broke - 60.0, time.time(), after=broke)
+
+        at, problem = self._poll(fired, deadline, f"Prometheus at {url}")
+        if at is None:
+            self.log.alert_note = problem
+            self.log.delivery_note = "not delivered: the alert did not fire"
+            return
+        self.log.events.append(Event(at, report.ALERT_FIRING, FAILOVER_ALERT))
+        say(f"{FAILOVER_ALERT} fired {at - broke:.1f} s after the break")
+        self.read_delivery(broke, deadline)
+
+    def read_delivery(self, broke: float, deadline: float) -> None:
+        receiver, why = self.backend.alert_receiver_url()
+        if receiver is None:
+            self.log.delivery_note = f"unknown: {why}"
+            return
+        at, problem = self._poll(
+            lambda: alert_delivered_at(receiver, FAILOVER_ALERT, broke), deadline, f"the webhook receiver at {receiver}"
+        )
+        if at is None:
+            self.log.delivery_note = problem
+            return
+        self.log.events.append(Event(at, report.ALERT_DELIVERED, f"{FAILOVER_ALERT} at {receiver}"))
+        say(f"{FAILOVER_ALERT} delivered {at - broke:.1f} s after the break")
+
+    def _poll(self, read: Callable[[], float | None], deadline: float, source: str) -> tuple[float | None, str]:
+        """``read()`` every few seconds until it returns a time or ``deadline`` passes: (time, why not)."""
         while True:
             try:
-                fired = alert_firing_at(url, FAILOVER_ALERT, broke - 60.0, time.time(), after=broke)
+                at = read()
             except (OSError, ValueError) as exc:
-                self.log.alert_note = f"Prometheus at {url} could not be read: {exc}"
-                return
-            if fired is not None:
-                self.log.events.append(Event(fired, report.ALERT_FIRING, FAILOVER_ALERT))
-                say(f"{FAILOVER_ALERT} fired {fired - broke:.1f} s after the break")
-                return
+                return None, f"{source} could not be read: {exc}"
+            if at is not None:
+                return at, ""
             if time.monotonic() > deadline:
-                self.log.alert_note = f"{FAILOVER_ALERT} did not fire within {self.options.alert_wait_s:g} s"
-                return
-            time.sleep(5.0)
+                return None, f"not seen at {source} within {self.options.alert_wait_s:g} s"
+            time.sleep(ALERT_POLL_S)
 
     # The run.
 

@@ -118,6 +118,8 @@ class DrillLog:
     events: list[Event] = field(default_factory=list)
     alert_note: str = ""
     """Why no alert line is drawn (no monitoring host configured, Prometheus unreachable ...)."""
+    delivery_note: str = ""
+    """Why no delivery time is known (no webhook receiver to read, the alert never arrived ...)."""
     traffic_on: str = CONTROLLER
     """Where the traffic generator ran: ``controller`` or the inventory name of an app host."""
     sentinel_events: list[Event] = field(default_factory=list)
@@ -136,6 +138,7 @@ class DrillLog:
             down_after_ms=data.get("down_after_ms"),
             events=[Event(**e) for e in data.get("events", [])],
             alert_note=str(data.get("alert_note", "")),
+            delivery_note=str(data.get("delivery_note", "")),
             traffic_on=str(data.get("traffic_on", CONTROLLER)),
             sentinel_events=[Event(**e) for e in data.get("sentinel_events", [])],
         )

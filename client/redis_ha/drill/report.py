@@ -38,6 +38,8 @@ RECOVERED = "recovered"
 NOT_RECOVERED = "not-recovered"
 INTERRUPTED = "interrupted"
 ALERT_FIRING = "alert-firing"
+ALERT_DELIVERED = "alert-delivered"
+"""The failover alert's notification reached the webhook receiver."""
 TRAFFIC_LOST = "traffic-lost"
 """Stopping the traffic, or bringing its records back from the app host, failed."""
 
@@ -108,6 +110,8 @@ class Summary:
     steps_origin: float | None = None
     """The time ``failover_steps`` count from (``steps_from`` says what happened then)."""
     traffic_problem: str = ""
+    delivered_s: float | None = None
+    delivery_note: str = ""
 
 
 def write_gaps(probes: list[Probe], threshold_s: float) -> list[tuple[float, float]]:
@@ -177,6 +181,7 @@ def summarize(traffic: TrafficRecord, log: DrillLog) -> Summary:
     restore_failed = _first(events, RESTORE_FAILED)
     restore_outcome = restore_failed or restored
     alert = _first(events, ALERT_FIRING)
+    delivered = _first(events, ALERT_DELIVERED)
     steps, steps_from, steps_origin = _steps(log, gaps, t0)
     break_failed = _first(events, BREAK_FAILED)
     interrupted = _first(events, INTERRUPTED)
@@ -216,6 +221,8 @@ def summarize(traffic: TrafficRecord, log: DrillLog) -> Summary:
         steps_from=steps_from,
         steps_origin=steps_origin,
         traffic_problem=traffic_lost.detail if traffic_lost else "",
+        delivered_s=round(delivered.at - t0, 3) if delivered and t0 is not None else None,
+        delivery_note=log.delivery_note,
     )
 
 
@@ -279,7 +286,6 @@ def _seconds(value: float | None, missing: str = "-") -> str:
 def rows(summary: Summary, slo: Slo) -> list[tuple[str, str]]:
     """The report as (what, value) pairs, in the order a person reads them."""
     limit, _ = slo.write_gap_limit(summary.down_after_ms)
-    alert = _seconds(summary.alert_s) + " after the break" if summary.alert_s is not None else summary.alert_note
     restored = {None: "-", True: "yes", False: "NO"}[summary.restored]
     if summary.restore_detail:
         restored += f" ({summary.restore_detail})"
@@ -297,9 +303,23 @@ def rows(summary: Summary, slo: Slo) -> list[tuple[str, str]]:
         ("failover done (sentinels agree)", _seconds(summary.failover_s, "no failover") + " after the break"),
         ("healthy again (old master a replica)", _seconds(summary.recovered_s, "not seen") + " after the break"),
         ("restored what it broke", restored),
-        ("alert fired", alert or "-"),
+        *alert_rows(summary.alert_s, summary.alert_note, summary.delivered_s, summary.delivery_note),
         (f"failover steps (s after {summary.steps_from or 'the break'})", _steps_text(summary.failover_steps)),
         ("traffic ran", f"{summary.traffic_s:.1f} s on {summary.traffic_on}"),
+    ]
+
+
+def alert_rows(
+    fired_s: float | None, fired_note: str, delivered_s: float | None, delivery_note: str
+) -> list[tuple[str, str]]:
+    """The report's alert rows: seconds after the break, or why there is no number."""
+
+    def after_break(value: float | None, note: str) -> str:
+        return f"{value:.1f} s after the break" if value is not None else note or "-"
+
+    return [
+        ("alert fired", after_break(fired_s, fired_note)),
+        ("alert delivered", after_break(delivered_s, delivery_note)),
     ]
 
 
