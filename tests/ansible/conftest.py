@@ -22,7 +22,17 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = REPO / "roles"
-ROLE_NAMES = ("redis_ha", "redis", "sentinel", "redis_exporter", "redis_ha_app", "drill", "backup")
+ROLE_NAMES = (
+    "redis_ha",
+    "redis",
+    "sentinel",
+    "redis_exporter",
+    "redis_ha_app",
+    "drill",
+    "backup",
+    "monitoring",
+    "alertmanager",
+)
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 
 # Passwords that pass the preflight: >= 16 characters, distinct, no quotes or spaces.

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.ansible.conftest import PLAYBOOKS as ANSIBLE_PLAYBOOKS
-from tests.ansible.conftest import ROLES, cluster_hosts, load_plugin, run_playbook, write_inventory
+from tests.ansible.conftest import cluster_hosts, load_plugin, run_playbook, write_inventory
 from tests.monitoring.conftest import BASE_VARS, PLAYBOOKS
 
 SECRETS_DIR = "/etc/prometheus/alertmanager-secrets"
@@ -217,21 +217,7 @@ def test_the_preflight_reports_every_problem_at_once_without_showing_a_secret(tm
     assert list(out.iterdir()) == []  # nothing rendered, nothing touched
 
 
-# Argument specs, as tests/ansible/test_argument_specs.py checks them for the other roles.
-
-
-def role_file(path: str) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((ROLES / "alertmanager" / path).read_text()) or {}
-    return data
-
-
-def test_every_default_is_documented_in_the_argument_spec_and_vice_versa() -> None:
-    options = role_file("meta/argument_specs.yml")["argument_specs"]["main"]["options"]
-    defaults = role_file("defaults/main.yml")
-    assert set(defaults) == set(options)
-    for name, value in defaults.items():
-        assert options[name].get("description"), name
-        assert options[name].get("default") == value, name
+# Defaults and argument specs in step: tests/ansible/test_argument_specs.py (ROLE_NAMES).
 
 
 def test_a_bad_variable_fails_with_its_argument_spec_message() -> None:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.ansible.conftest import PLAYBOOKS as ANSIBLE_PLAYBOOKS
-from tests.ansible.conftest import ROLES, run_playbook
+from tests.ansible.conftest import run_playbook
 from tests.monitoring.conftest import BASE_VARS, PLAYBOOKS, monitoring_inventory, promtool, render
 from tests.support.cluster import _free_port
 
@@ -157,24 +157,7 @@ def test_the_preflight_passes_the_lab_settings(tmp_path: Path) -> None:
     assert result.ok, result.output
 
 
-# Argument specs, as tests/ansible/test_argument_specs.py checks them for the other roles.
-
-
-def role_file(path: str) -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((ROLES / "monitoring" / path).read_text()) or {}
-    return data
-
-
-def test_every_default_is_documented_in_the_argument_spec_and_vice_versa() -> None:
-    options = role_file("meta/argument_specs.yml")["argument_specs"]["main"]["options"]
-    defaults = role_file("defaults/main.yml")
-    assert set(defaults) == set(options)
-    for name, value in defaults.items():
-        assert options[name].get("description"), name
-        if isinstance(value, str) and "{{" in value:
-            assert "default" not in options[name], f"{name} is computed; the spec must not claim a literal default"
-        else:
-            assert options[name].get("default") == value, name
+# Defaults and argument specs in step: tests/ansible/test_argument_specs.py (ROLE_NAMES).
 
 
 def test_a_bad_variable_fails_with_its_argument_spec_message() -> None:
