@@ -34,9 +34,9 @@ HEALTH_RETRY_DEADLINE_S = 2.0
 """How long a health check keeps trying to reach the master, seconds."""
 
 
-STALE_FLAGS = ("s_down", "o_down", "disconnected")
-"""Flags of an entry in a Sentinel's table that is down: a node that died, or one retired
-without making every Sentinel forget it (a stale entry keeps Sentinel from picking a replica)."""
+STALE_FLAGS = ("s_down", "o_down")
+"""Flags of an entry in a Sentinel's table that is down (not only briefly disconnected): a node that
+died, or one retired without every Sentinel forgetting it (a stale entry keeps counting in elections)."""
 
 
 @dataclass(frozen=True)
@@ -113,21 +113,6 @@ def decide(obs: Observation, *, max_lag_s: int = DEFAULT_MAX_REPLICA_LAG_S) -> t
         problems.append(
             f"sentinel {format_address(no_quorum[0].address)} says it could not fail over: {no_quorum[0].quorum_reply}"
         )
-    failing_over = [s for s in reachable if s.failover_state]
-    if failing_over:
-        problems.append(
-            f"sentinel {format_address(failing_over[0].address)} is failing the master over "
-            f"({failing_over[0].failover_state})"
-        )
-    problems.extend(
-        f"sentinel {format_address(s.address)} lists {entry} as down: a node that died or was retired "
-        "without every Sentinel forgetting it"
-        for s in reachable
-        for entry in s.down_entries
-    )
-    problems.extend(
-        f"replica {format_address(r.address)} is {r.sync.describe()}" for r in obs.replicas if r.sync is not None
-    )
     online = [r for r in obs.replicas if r.online]
     if not online:
         problems.append("no replica is connected, so a master failure would lose data and stop writes")
@@ -138,6 +123,7 @@ def decide(obs: Observation, *, max_lag_s: int = DEFAULT_MAX_REPLICA_LAG_S) -> t
         problems.append(
             f"replica {format_address(lagging[0].address)} lags {lagging[0].lag_s}s (more than {max_lag_s}s)"
         )
+    problems.extend(_operations_under_way(reachable, obs.replicas))
     if problems:
         return "degraded", "; ".join(problems)
     max_lag = max((r.lag_s or 0 for r in online), default=0)
@@ -145,6 +131,28 @@ def decide(obs: Observation, *, max_lag_s: int = DEFAULT_MAX_REPLICA_LAG_S) -> t
         f"master {format_address(obs.master)} with {len(online)} replica(s) (max lag {max_lag}s), "
         f"{len(reachable)}/{len(obs.sentinels)} sentinels, failover quorum reachable"
     )
+
+
+def _operations_under_way(reachable: Sequence[SentinelView], replicas: Sequence[ReplicaView]) -> list[str]:
+    """What an operator watches during day-2 work: a failover, stale Sentinel entries, syncs."""
+    found: list[str] = []
+    failing_over = [s for s in reachable if s.failover_state]
+    if failing_over:
+        found.append(
+            f"sentinel {format_address(failing_over[0].address)} is failing the master over "
+            f"({failing_over[0].failover_state})"
+        )
+    listed_by: dict[str, list[str]] = {}
+    for sentinel in reachable:
+        for entry in sentinel.down_entries:
+            listed_by.setdefault(entry, []).append(format_address(sentinel.address))
+    found.extend(
+        f"sentinel {', '.join(names)} {'lists' if len(names) == 1 else 'list'} {entry} as down: a node that died "
+        "or was retired without every Sentinel forgetting it"
+        for entry, names in listed_by.items()
+    )
+    found.extend(f"replica {format_address(r.address)} is {r.sync.describe()}" for r in replicas if r.sync is not None)
+    return found
 
 
 def observe(settings: Settings, queues: Sequence[str] | None = None) -> Observation:

@@ -164,7 +164,7 @@ def sentinel_cli(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_redis_loads_the_acl_file_with_every_kit_user(node: Node) -> None:
     users = {line.split()[1]: line for line in admin_client(node.port).acl_list()}
-    assert set(users) == {"default", "admin", "app", "replication", "sentinel", "exporter"}
+    assert set(users) == {"default", "admin", "app", "replication", "sentinel", "exporter", "backup"}
     assert " off " in users["default"]
 
 

@@ -61,11 +61,16 @@ def test_a_lagging_or_missing_replica_is_degraded() -> None:
 
 
 def test_a_down_entry_in_a_sentinel_table_is_degraded_and_named() -> None:
-    stale = sentinel(26380, down_entries=("replica 10.0.0.5:6379 (s_down,disconnected)",))
+    entry = "replica 10.0.0.5:6379 (s_down)"
+    stale = sentinel(26380, down_entries=(entry,))
     obs = dataclasses.replace(healthy(), sentinels=(sentinel(26379), stale, sentinel(26381)))
     state, reason = decide(obs)
     assert state == "degraded"
-    assert "sentinel 10.0.0.9:26380 lists replica 10.0.0.5:6379 (s_down,disconnected) as down" in reason
+    assert reason.startswith("sentinel 10.0.0.9:26380 lists replica 10.0.0.5:6379 (s_down) as down")
+    everywhere = dataclasses.replace(healthy(), sentinels=(stale, sentinel(26381, down_entries=(entry,))))
+    assert (
+        "sentinel 10.0.0.9:26380, 10.0.0.9:26381 list replica 10.0.0.5:6379 (s_down) as down" in decide(everywhere)[1]
+    )
 
 
 def test_a_failover_under_way_is_degraded() -> None:
