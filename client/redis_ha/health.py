@@ -214,7 +214,7 @@ def _observe_sentinel(directory: SentinelDirectory, addr: Address, name: str) ->
         for kind, entries in (("replica", replicas), ("sentinel", peers))
         for entry in entries
     )
-    flags = _pairs(master_entry).get("flags", "")
+    master_fields = _pairs(master_entry)
     view = SentinelView(
         addr,
         reachable=True,
@@ -222,7 +222,9 @@ def _observe_sentinel(directory: SentinelDirectory, addr: Address, name: str) ->
         quorum_ok=ok,
         quorum_reply=quorum,
         down_entries=tuple(entry for entry in down if entry),
-        failover_state=_pairs(master_entry).get("failover-state", "") if "failover_in_progress" in flags else "",
+        failover_state=master_fields.get("failover-state", "")
+        if "failover_in_progress" in master_fields.get("flags", "")
+        else "",
     )
     return view, len(replicas)
 
