@@ -75,8 +75,10 @@ integration: venv system-deps
 
 MOLECULE_SCENARIOS := default failover partition
 
+# Loopback tests mostly wait on real failovers: PYTEST_WORKERS processes run them side by side.
+PYTEST_WORKERS ?= 3
 test: lint
-	@$(call run_pytest,-m "not lab")
+	@$(call run_pytest,-m "not lab" -n $(PYTEST_WORKERS))
 	@for scenario in $(MOLECULE_SCENARIOS); do \
 		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
 
@@ -145,10 +147,11 @@ test-compat: venv system-deps $(COMPAT_ENDS:%=.venv-compat-%/.installed)
 
 # The client as PyPI would get it: sdist and wheel in dist/ (version from client/pyproject.toml),
 # then `twine check --strict`.
+# Leaves dist/collection/ (make collection) alone.
 dist: venv
-	rm -rf dist && $(client_copy) && \
+	rm -f dist/redis_ha-*.whl dist/redis_ha-*.tar.gz && $(client_copy) && \
 	$(PY) -m build --outdir "$(CURDIR)/dist" "$$scratch" && \
-	$(BIN)/twine check --strict dist/*
+	$(BIN)/twine check --strict dist/redis_ha-*
 
 # The roles, playbooks and filters as the Ansible collection redis_ha_kit.redis_ha (tarball in
 # dist/collection/, version from client/pyproject.toml): collection/build.py assembles it from the

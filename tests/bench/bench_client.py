@@ -2,10 +2,10 @@
 
 Prints (never asserts):
   1. steady-state SET/s through redis_ha vs plain redis-py straight to the master (ratio);
-  2. for N kill -9s of the master, N ``SENTINEL FAILOVER``s and N planned failovers (the kit's own:
-     writes paused with ``CLIENT PAUSE WRITE``, ``SENTINEL FAILOVER``, the old master made a replica,
-     then unpaused, as ``roles/redis/tasks/restart.yml`` does; and the same with the old master
-     demoted as soon as the promoted replica says so), one row per writer: errors surfaced,
+  2. for N kill -9s of the master, N ``SENTINEL FAILOVER``s and N planned failovers (the kit's own
+     script, ``roles/redis_ha/files/failover.sh``, as restarts, upgrades and retiring run it: writes
+     paused with ``CLIENT PAUSE WRITE``, ``SENTINEL FAILOVER``, the old master made a replica as soon
+     as the promoted replica says so, then unpaused), one row per writer: errors surfaced,
      longest write gap (p50, max over rounds), writes acknowledged, and acknowledged writes missing
      from the final master once the cluster settled (lost). Writers, each SETting a unique key every
      5 ms from 0.5 s before the failover until the cluster is healthy again (the old master a replica):
@@ -15,7 +15,7 @@ Prints (never asserts):
      and how many rounds saw Sentinel fail over a second time (more than one ``+switch-master``).
 
 Usage: python tests/bench/bench_client.py [--kill-rounds 20] [--failover-rounds 10] [--planned-rounds 10]
-       [--planned-early-rounds 10] [--steady-seconds 10] [--down-after-ms 1500]
+       [--steady-seconds 10] [--down-after-ms 1500]
        [--writers ha,stock,durable,durable-all,enqueue]
 Each round starts at least 2 x failover-timeout after the previous failover was requested (Sentinel
 refuses another one sooner after it voted). Every loop is bounded; the cluster is torn down at the
@@ -59,9 +59,8 @@ BENCH_QUEUE = "bench-durable"
 KINDS = {
     "kill": "kill -9 of the master",
     "failover": "SENTINEL FAILOVER",
-    "planned": "planned failover as restart.yml (writes paused, SENTINEL FAILOVER, "
-    "old master demoted once a Sentinel names the new one)",
-    "planned-early": "planned failover, old master demoted once the promoted replica reports role:master",
+    "planned": "planned failover with the kit's failover.sh (writes paused, SENTINEL FAILOVER, "
+    "old master demoted once the promoted replica reports role:master)",
 }
 WRITER_TITLES = {
     "ha": "redis_ha SET",
@@ -211,7 +210,7 @@ def trigger(cluster: LoopbackCluster, kind: str) -> float | None:
     elif kind == "failover":
         cluster.wait_for_master_change(cluster.sentinel_failover())
     else:
-        return planned_failover(cluster, demote_when="sentinel" if kind == "planned" else "promoted").unpaused_after_s
+        return planned_failover(cluster).unpaused_after_s
     return None
 
 
@@ -304,7 +303,6 @@ def main() -> int:
     parser.add_argument("--kill-rounds", type=int, default=20)
     parser.add_argument("--failover-rounds", type=int, default=10)
     parser.add_argument("--planned-rounds", type=int, default=10)
-    parser.add_argument("--planned-early-rounds", type=int, default=10)
     parser.add_argument("--steady-seconds", type=float, default=10.0)
     parser.add_argument("--down-after-ms", type=int, default=DEFAULT_DOWN_AFTER_MS)
     parser.add_argument(
@@ -340,7 +338,6 @@ def main() -> int:
                 ("kill", args.kill_rounds),
                 ("failover", args.failover_rounds),
                 ("planned", args.planned_rounds),
-                ("planned-early", args.planned_early_rounds),
             ):
                 if rounds > 0:
                     run_kind(cluster, kind, rounds, writers)

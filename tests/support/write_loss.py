@@ -2,26 +2,25 @@
 
 * ``AckLedger`` records every key a writer got an acknowledgement for; ``lost_keys`` asks the
   final master which of them are missing. A write acknowledged and then absent is a lost write.
-* ``planned_failover`` fails the master over the way ``roles/redis/tasks/restart.yml`` does on
-  hosts: writes paused on the old master (``CLIENT PAUSE WRITE``), ``SENTINEL FAILOVER``, the old
-  master made a replica of the new one at once, then writes let through again; optionally
-  without waiting for Sentinel to name the new master.
+* ``planned_failover`` fails the master over with the kit's own script (``roles/redis_ha/files/
+  failover.sh``, what restarts, upgrades and retiring use on hosts): writes paused on the old
+  master (``CLIENT PAUSE WRITE``), ``SENTINEL FAILOVER``, the old master made a replica of the
+  new one as soon as it is promoted, then writes let through again.
 * ``SwitchCounter`` counts ``+switch-master`` announcements, so a second failover right after the
   first (a just-promoted master judged down) shows up in a round's figures.
 """
 
 from __future__ import annotations
 
-import contextlib
+import subprocess
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
 
 import redis
 
-from tests.support.cluster import Addr, ClusterError, ClusterTimeoutError, LoopbackCluster
+from tests.support.cluster import Addr, ClusterError, LoopbackCluster
 
 KEY_BATCH = 500
 """Keys checked or deleted per round trip."""
@@ -29,8 +28,8 @@ KEY_BATCH = 500
 PLANNED_PAUSE_MS = 15000
 """``CLIENT PAUSE ... WRITE`` length of a planned failover, ms (``redis_failover_write_pause_ms``'s default)."""
 
-NEW_MASTER_POLL_S = 0.05
-"""Pause between two Sentinel polls while waiting for the new master in a planned failover, seconds."""
+FAILOVER_SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "redis_ha" / "files" / "failover.sh"
+"""The kit's planned failover, which ``planned_failover`` runs as the role does."""
 
 
 @dataclass(frozen=True)
@@ -83,79 +82,46 @@ def delete_keys(client: redis.Redis, keys: Iterable[str]) -> None:
         client.unlink(*batch[start : start + KEY_BATCH])
 
 
-def planned_failover(
-    cluster: LoopbackCluster,
-    *,
-    demote_when: Literal["sentinel", "promoted"] = "sentinel",
-    pause_ms: int = PLANNED_PAUSE_MS,
-    timeout_s: float = 10.0,
-) -> PlannedFailover:
-    """Fail the master over with writes paused, as the kit's restart does.
+def run_failover_script(
+    cluster: LoopbackCluster, *, sentinels: str | None = None, pause_ms: int = PLANNED_PAUSE_MS, wait_s: int = 10
+) -> subprocess.CompletedProcess[str]:
+    """Run ``failover.sh`` on the cluster's master as the role does (passwords on its standard input).
 
-    Writes wait on the old master from the pause on; it becomes a replica of the new master before
-    the pause ends, so they then get ``READONLY`` and a client retries them on the new master. The
-    old master is unpaused whatever happens (as the role's ``always:`` does).
-
-    ``demote_when="sentinel"`` demotes the old master once a Sentinel names the new one (what
-    ``restart.yml`` waits for; Sentinel learns of the promotion at its next ``INFO`` poll, up to
-    1 s later); ``"promoted"`` as soon as a replica itself reports ``role:master`` with the old
-    master's replication id as ``master_replid2`` (promoted out of its stream, by Sentinel).
+    ``sentinels`` is the list it asks (``host:port`` words); by default every Sentinel of the cluster.
     """
-    old = cluster.master_addr()
-    old_node = cluster.node_for(old)
-    with cluster.redis_client(old_node) as admin:
-        replid = str(admin.info("replication")["master_replid"])
-        if admin.execute_command("CLIENT", "PAUSE", pause_ms, "WRITE") not in (True, "OK"):
-            raise ClusterError(f"CLIENT PAUSE WRITE refused on {old}")
-        paused_at = time.monotonic()
-        try:
-            with cluster.sentinel_client(0) as sentinel:
-                sentinel.execute_command("SENTINEL", "FAILOVER", cluster.master_name)
-            deadline = time.monotonic() + timeout_s
-            if demote_when == "sentinel":
-                new = _first_other_master(cluster, old, deadline)
-            else:
-                new = _first_promoted_replica(cluster, old, replid, deadline)
-            found_after_s = time.monotonic() - paused_at
-            admin.execute_command("REPLICAOF", new[0], str(new[1]))
-            admin.execute_command("CONFIG", "REWRITE")
-            # As the role does: unpause once ROLE says replica, not after the resync.
-            while str(admin.execute_command("ROLE")[0]) != "slave":
-                if time.monotonic() >= deadline:
-                    raise ClusterTimeoutError(f"{old} did not become a replica of {new} in time")
-                time.sleep(NEW_MASTER_POLL_S)
-        finally:
-            with contextlib.suppress(redis.RedisError, OSError):
-                admin.execute_command("CLIENT", "UNPAUSE")
-    return PlannedFailover(new, found_after_s, time.monotonic() - paused_at)
+    host, port = cluster.master_addr()
+    others = " ".join(f"{h}:{p}" for h, p in (node.addr for node in cluster.nodes) if (h, p) != (host, port))
+    if sentinels is None:
+        sentinels = " ".join(f"{h}:{p}" for h, p in cluster.sentinel_addrs)
+    # redis-cli comes with the redis-server the cluster runs.
+    cli = str(Path(cluster.redis_server).with_name("redis-cli"))
+    redis_cli = [cli, "--no-auth-warning", "--user", cluster.admin_user, "--askpass"]
+    sentinel_cli = [cli, "--no-auth-warning", "--askpass"]
+    script_args = [cluster.master_name, host, str(port), str(pause_ms), str(wait_s), "26379", sentinels, others]
+    return subprocess.run(
+        ["bash", str(FAILOVER_SCRIPT), *script_args, *redis_cli, "--", *sentinel_cli],
+        input=f"{cluster.admin_password}\n{cluster.sentinel_password}\n",
+        capture_output=True,
+        text=True,
+        timeout=wait_s + 15,
+        check=False,
+    )
 
 
-def _first_other_master(cluster: LoopbackCluster, old: Addr, deadline: float) -> Addr:
-    """The first master other than ``old`` that any Sentinel names (the role's wait does the same)."""
-    while True:
-        for index in range(cluster.num_sentinels):
-            with contextlib.suppress(redis.RedisError, OSError), cluster.sentinel_client(index) as sentinel:
-                reply = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", cluster.master_name)
-                if reply is not None and (str(reply[0]), int(reply[1])) != tuple(old):
-                    return (str(reply[0]), int(reply[1]))
-        if time.monotonic() >= deadline:
-            raise ClusterTimeoutError(f"no Sentinel named a master other than {old} in time")
-        time.sleep(NEW_MASTER_POLL_S)
+def planned_failover(cluster: LoopbackCluster) -> PlannedFailover:
+    """Fail the master over with the kit's own script, ``roles/redis_ha/files/failover.sh``.
 
-
-def _first_promoted_replica(cluster: LoopbackCluster, old: Addr, replid: str, deadline: float) -> Addr:
-    """The first node that reports itself master with ``replid`` (the old master's) as its previous history."""
-    while True:
-        for node in cluster.nodes:
-            if node.addr == tuple(old) or not node.running:
-                continue
-            with contextlib.suppress(redis.RedisError, OSError), cluster.redis_client(node) as client:
-                info = client.info("replication")
-                if info.get("role") == "master" and info.get("master_replid2") == replid:
-                    return node.addr
-        if time.monotonic() >= deadline:
-            raise ClusterTimeoutError(f"no replica of {old} took over in time")
-        time.sleep(NEW_MASTER_POLL_S)
+    Writes wait on the old master from the pause on; it becomes a replica of the new master as
+    soon as the promoted replica reports itself master (or a Sentinel names it), and is then
+    unpaused, so waiting writes get ``READONLY`` and a client retries them on the new master.
+    """
+    proc = run_failover_script(cluster)
+    report = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    if proc.returncode != 0:
+        raise ClusterError(f"failover.sh failed: {report.get('error', proc.stderr.strip() or proc.returncode)}")
+    host, port = report["new_master"].split()
+    found_s, unpaused_s = int(report["found_after_ms"]) / 1000, int(report["unpaused_after_ms"]) / 1000
+    return PlannedFailover((host, int(port)), found_s, unpaused_s)
 
 
 class SwitchCounter:
