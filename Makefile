@@ -11,6 +11,7 @@
 #   make bench                  client and RQ benchmarks on a loopback cluster (prints figures)
 #   make drill [ENV=..] KIND=.. break the cluster on purpose while jobs flow; report
 #   make retire [ENV=..] HOST=.. take a Redis/Sentinel host out of a running cluster, safely
+#   make reseed [ENV=..] HOST=.. give a node's untrusted data up and copy the master's (never promoted meanwhile)
 #   make backup [ENV=..]        take an RDB backup now, from an in-sync replica
 #   make restore [ENV=..] FROM= build the cluster from a backup (FROM=latest or a file; CONFIRM=yes over data)
 #   make lab-up / lab-down      local systemd-nspawn test hosts
@@ -29,7 +30,7 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade status retire backup restore drill test-drills molecule test-matrix test-ops test-compat \
+	deploy upgrade status retire reseed backup restore drill test-drills molecule test-matrix test-ops test-compat \
 	dist collection lab-up lab-down clean
 
 # The comment block at the top of this file, up to its first line that is not a comment.
@@ -73,7 +74,8 @@ unit: venv
 integration: venv system-deps
 	@$(call run_pytest,-m integration)
 
-MOLECULE_SCENARIOS := default failover partition
+# partition also runs scenario default's checks, on its lab after the partitions: one lab fewer.
+MOLECULE_SCENARIOS := failover partition
 
 # Loopback tests mostly wait on real failovers: PYTEST_WORKERS processes run them side by side.
 PYTEST_WORKERS ?= 3
@@ -84,9 +86,10 @@ test: lint
 
 # Molecule on real test hosts: each scenario boots its own systemd-nspawn lab (never the
 # `make lab-up` one), converges ansible/site.yml, checks idempotence, verifies with testinfra,
-# and always destroys its lab. Scenarios: default, failover (kill -9 and SENTINEL FAILOVER while
-# jobs flow), partition (the master cut off the network), tls (everything over TLS only) and the
-# Debian 13 ones of test-matrix.
+# and always destroys its lab. Scenarios: default (a fresh cluster's checks), failover (kill -9
+# and SENTINEL FAILOVER while jobs flow), partition (the master cut off the network, then
+# default's checks on the same lab), tls (everything over TLS only) and the Debian 13 ones of
+# test-matrix.
 SCENARIO ?= default
 molecule: venv system-deps
 	cd tests && PATH=$(CURDIR)/$(VENV)/bin:$$PATH molecule -c molecule/config.yml test -s $(SCENARIO)
@@ -203,6 +206,12 @@ status: venv system-deps
 retire: venv system-deps
 	@if [ -z "$(HOST)" ]; then echo "Set HOST to the inventory name of the host to retire: make retire ENV=... HOST=redis3"; exit 2; fi
 	$(call run_playbook,ansible/retire.yml -e retire_host=$(HOST))
+
+# Give one Redis node's untrusted data up and copy the master's (failed over first if master; never
+# promoted meanwhile; old files moved aside, kept).
+reseed: venv system-deps
+	@if [ -z "$(HOST)" ]; then echo "Set HOST to the inventory name of the node to re-seed: make reseed ENV=... HOST=redis2"; exit 2; fi
+	$(call run_playbook,ansible/reseed.yml -e reseed_host=$(HOST))
 
 # Backups (roles/backup): one now, from an in-sync replica; and a cluster rebuilt from one.
 backup: venv system-deps

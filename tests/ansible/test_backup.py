@@ -23,6 +23,7 @@ import redis
 import yaml
 
 from tests.ansible.conftest import ROLES
+from tests.support.cluster import _free_port
 
 SCRIPT = ROLES / "backup" / "files" / "redis_ha_backup.py"
 PASSWORD = "backup-secret-0123456789"
@@ -152,7 +153,8 @@ def _wait(check: object, timeout_s: float = 20.0) -> None:
 def pair(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (make system-deps)")
-    master_port, replica_port = 27391, 27392
+    # Free ports: other test processes (pytest -n) run their own servers meanwhile.
+    master_port, replica_port = _free_port(), _free_port()
     processes = [_start(tmp_path / "master", master_port)]
     processes.append(_start(tmp_path / "replica", replica_port, "--replicaof", "127.0.0.1", str(master_port)))
     try:
@@ -198,10 +200,11 @@ def test_the_replica_takes_a_checksummed_backup_that_a_fresh_server_loads(
     restored.mkdir(parents=True)
     shutil.copy(rdb, restored / "appendonly.aof.1.base.rdb")
     (restored / "appendonly.aof.manifest").write_text("file appendonly.aof.1.base.rdb seq 1 type b\n")
-    process = _start(tmp_path / "restored", 27393, "--appendonly", "yes")
+    restored_port = _free_port()
+    process = _start(tmp_path / "restored", restored_port, "--appendonly", "yes")
     try:
-        _wait(lambda: _client(27393).dbsize() == 500)
-        assert _client(27393).get("job:499") == "499"
+        _wait(lambda: _client(restored_port).dbsize() == 500)
+        assert _client(restored_port).get("job:499") == "499"
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -234,3 +237,28 @@ def test_latest_names_the_newest_complete_backup(tmp_path: Path, capsys: pytest.
     (tmp_path / "c.json").write_text(json.dumps({"time": "2026-11-03T00:00:00+00:00"}))  # no RDB: incomplete
     assert backup.main(["latest", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "b.rdb")
+
+
+def test_the_summary_gives_the_newest_backup_s_age_and_flags_a_stale_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert backup.main(["summary", str(tmp_path / "none-yet"), "--stale-after-h", "26"]) == 0
+    nothing = json.loads(capsys.readouterr().out)
+    assert nothing["count"] == 0 and not nothing["ok"] and "no complete backup" in nothing["says"]
+
+    now = dt.datetime.now(dt.UTC)
+    for name, hours_ago in (("older", 30.0), ("newer", 2.0)):
+        (tmp_path / f"{name}.rdb").write_bytes(b"REDIS0011")
+        record = {"time": (now - dt.timedelta(hours=hours_ago)).isoformat(), "source_node": "redis2",
+                  "source_role": "slave", "keys": 12, "size": 9}  # fmt: skip
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+
+    assert backup.main(["summary", str(tmp_path), "--stale-after-h", "26"]) == 0
+    fresh = json.loads(capsys.readouterr().out)
+    assert (fresh["count"], fresh["newest"], fresh["ok"]) == (2, "newer", True)
+    assert 1.9 < fresh["age_h"] < 2.1
+    assert "from redis2 (slave), 12 keys" in fresh["says"]
+
+    assert backup.main(["summary", str(tmp_path), "--stale-after-h", "1"]) == 0
+    stale = json.loads(capsys.readouterr().out)
+    assert not stale["ok"] and "OLDER THAN 1 h" in stale["says"]

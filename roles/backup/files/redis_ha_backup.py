@@ -10,6 +10,7 @@ make restore). Python 3 standard library only.
     redis-ha-backup receive DIR --keep N --max-age-days D      (name in SSH_ORIGINAL_COMMAND)
     redis-ha-backup prune DIR --keep N --max-age-days D
     redis-ha-backup latest DIR
+    redis-ha-backup summary DIR --stale-after-h H               (make status)
     redis-ha-backup verify FILE
 
 A backup is three files: NAME.rdb, NAME.rdb.sha256 (``sha256sum`` format) and NAME.json (the
@@ -183,6 +184,26 @@ def to_prune(backups: list[Backup], keep: int, max_age_days: float, now: dt.date
     return [b for i, b in enumerate(newest_first) if i > 0 and (i >= keep or b.at < cutoff)]
 
 
+def summarize(directory: str, backups: list[Backup], newest_record: dict[str, Any], now: dt.datetime,
+              stale_after_h: float) -> dict[str, Any]:  # fmt: skip
+    """What ``make status`` says about a backup directory: how many, the newest one's age and
+    source, and a verdict sentence (no backup, too old, or fine)."""
+    if not backups:
+        return {"dir": directory, "count": 0, "ok": False, "says": f"no complete backup in {directory}"}
+    newest = backups[-1]
+    age_h = (now - newest.at).total_seconds() / 3600
+    source = f"{newest_record.get('source_node', '?')} ({newest_record.get('source_role', '?')})"
+    says = (
+        f"{len(backups)} backup(s) in {directory}; newest {newest.name}, {age_h:.1f} h old, from {source}, "
+        f"{newest_record.get('keys', '?')} keys, {newest_record.get('size', '?')} bytes"
+    )
+    stale = age_h > stale_after_h
+    if stale:
+        says += f": OLDER THAN {stale_after_h:g} h, check redis-ha-backup.timer's journal on the Redis nodes"
+    return {"dir": directory, "count": len(backups), "newest": newest.name, "age_h": round(age_h, 2), "ok": not stale,
+            "says": says}  # fmt: skip
+
+
 # I/O.
 
 
@@ -342,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--keep", type=int, required=True)
         p.add_argument("--max-age-days", type=float, required=True)
     sub.add_parser("latest").add_argument("dir", type=Path)
+    summary = sub.add_parser("summary")
+    summary.add_argument("dir", type=Path)
+    summary.add_argument("--stale-after-h", type=float, required=True)
     sub.add_parser("verify").add_argument("file", type=Path)
     args = parser.parse_args(argv)
     if args.command == "take":
@@ -356,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         if not found:
             raise SystemExit(f"no complete backup in {args.dir}")
         print(args.dir / f"{found[-1].name}.rdb")
+        return 0
+    if args.command == "summary":
+        found = backups_in(args.dir) if args.dir.is_dir() else []
+        record = json.loads((args.dir / f"{found[-1].name}.json").read_text()) if found else {}
+        print(json.dumps(summarize(str(args.dir), found, record, dt.datetime.now(dt.UTC), args.stale_after_h)))
         return 0
     print(json.dumps(verify(args.file)))
     return 0

@@ -7,7 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "files" / "redis_ha_backup.py"
+# roles/backup/filter_plugins/ in the repository; plugins/filter/ in the collection (collection/build.py),
+# whose roles/backup/ is two levels up.
+_HERE = Path(__file__).resolve().parent
+_SCRIPT = next(
+    path
+    for path in (
+        _HERE.parent / "files" / "redis_ha_backup.py",
+        _HERE.parents[1] / "roles" / "backup" / "files" / "redis_ha_backup.py",
+    )
+    if path.is_file()
+)
 _spec = importlib.util.spec_from_file_location("redis_ha_backup", _SCRIPT)
 assert _spec is not None and _spec.loader is not None
 _backup = importlib.util.module_from_spec(_spec)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.molecule.conftest import REDIS_HOSTS, Drill, Lab, assert_cluster_agrees, drill_summary
+from tests.molecule.conftest import REDIS_HOSTS, REPO, Drill, Lab, assert_cluster_agrees, drill_summary, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -63,6 +64,21 @@ def test_each_shipped_backup_matches_its_checksum(lab: Lab) -> None:
     result = host.run("cd %s && sha256sum -c *.rdb.sha256", BACKUP_DIR)
     assert result.rc == 0, result.stdout + result.stderr
     assert host.file(BACKUP_DIR).mode == 0o750
+
+
+def test_make_status_shows_the_backups_and_their_age(lab: Lab) -> None:
+    proc = run_playbook(REPO / "ansible" / "status.yml")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    text = " ".join(proc.stdout.replace("''", "'").split())
+    pattern = r"app1 \(backup host\): (\d+) backup\(s\) in \S+; newest (\S+), ([0-9.]+) h old, from (\S+)"
+    shown = re.search(pattern, text)
+    print(shown.group(0) if shown else text[-2000:])
+    assert shown, "make status does not show the backup host's backups"
+    assert int(shown.group(1)) == len(records(lab))
+    assert float(shown.group(3)) < 1.0
+    assert "OLDER THAN" not in text
+    for name in REDIS_HOSTS:
+        assert f"{name} (waiting in the spool): no complete backup" in text
 
 
 @pytest.mark.parametrize("name", REDIS_HOSTS)

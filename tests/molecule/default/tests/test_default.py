@@ -286,6 +286,7 @@ def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path:
         loop = "for i in $(seq 1500); do ps -eww -o args; sleep 0.2; done"  # 300 s at most
         ssh = ["ssh", "-F", str(lab.state_dir / "ssh_config"), name, loop]
         samplers.append((subprocess.Popen(ssh, stdout=out, stderr=subprocess.DEVNULL), out))
+    master_before = master_of(lab)
     try:
         deploy = run_playbook(REPO / "tests" / "molecule" / "shared" / "converge.yml", "-vvv")
     finally:
@@ -298,6 +299,8 @@ def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path:
     recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", plain, re.MULTILINE)
     assert {host for host, _ in recap} >= {*REDIS_HOSTS, *APP_HOSTS}, recap
     assert [(host, changed) for host, changed in recap if changed != "0"] == [], "the second deploy changed something"
+    # Never demoted by re-templating old topology, also after failovers (scenario partition's).
+    assert master_of(lab) == master_before, "the second deploy moved the master"
     processes = "".join(path.read_text(errors="replace") for path in tmp_path.glob("ps-*.txt"))
     # Ansible runs each module as `/bin/sh -c '<environment> python3 && sleep 0'` (pipelining): the
     # command line an `environment:` secret used to show up in.

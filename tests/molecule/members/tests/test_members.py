@@ -1,5 +1,5 @@
 """Scenario members: grow (a fourth node), retire the master, replace a replica that died for good,
-while a durable producer and the systemd RQ worker run on app1.
+re-seed the master, while a durable producer and the systemd RQ worker run on app1.
 
 Prints the jobs' summary line and, per step, what each playbook changed on each host and how
 many replicas and Sentinels every Sentinel lists.
@@ -27,7 +27,7 @@ from tests.molecule.conftest import (
 pytestmark = pytest.mark.lab
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
-STEPS = ("grow", "retire-master", "replace")
+STEPS = ("grow", "retire-master", "replace", "reseed-master")
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,23 @@ def test_every_step_succeeded_and_left_every_sentinel_listing_exactly_the_others
 
 def test_retiring_the_master_failed_it_over_first(drill: Drill) -> None:
     assert drill.masters["retire-master"] != drill.masters["grow"], drill.masters
+
+
+@pytest.mark.units("redis-server", "redis-sentinel")
+def test_reseeding_the_master_failed_it_over_and_left_it_a_promotable_replica_of_the_new_one(
+    lab: Lab, drill: Drill
+) -> None:
+    reseeded = next(name for name, ip in lab.ips.items() if ip == drill.masters["replace"])
+    assert drill.masters["reseed-master"] != drill.masters["replace"], drill.masters
+    host = lab.host(reseeded)
+    aside = host.run("ls -d /var/lib/redis/untrusted-*").stdout.split()
+    print(f"re-seeded {reseeded}: old files kept in {aside}")
+    assert len(aside) == 1 and host.file(f"{aside[0]}/dump.rdb").exists
+    with lab.redis_client(reseeded) as node:
+        replication = node.info("replication")
+        assert (replication["role"], replication["master_link_status"]) == ("slave", "up"), replication
+        assert replication["master_host"] == drill.masters["reseed-master"]
+        assert node.config_get("replica-priority") == {"replica-priority": "100"}
 
 
 def test_growing_set_up_the_new_host(steps: list[str]) -> None:
