@@ -195,7 +195,19 @@ class HAPipeline(Pipeline):
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         if self.watching:
             # Keys are watched on one connection; redis-py raises WatchError if it breaks.
-            return super().execute(raise_on_error)
+            # (Read before execute(), which resets the pipeline; `transaction` is Pipeline's flag.)
+            in_transaction = self.explicit_transaction or bool(vars(self).get("transaction"))
+            try:
+                return super().execute(raise_on_error)
+            except redis.ReadOnlyError as error:
+                if not in_transaction:
+                    raise
+                # The node turned replica between WATCH and EXEC: its commands were refused when
+                # queued and the server discarded the transaction (EXECABORT), so nothing ran. A
+                # WATCH loop (RQ's, redis-py's transaction()) answers WatchError by starting over,
+                # on a connection that the pool now routes to the new master.
+                self.retry_loop.note_failure(error)
+                raise redis.WatchError(f"transaction discarded, the node became a replica ({error})") from error
         stack = list(self.command_stack)
         scripts = set(self.scripts)
         explicit = self.explicit_transaction

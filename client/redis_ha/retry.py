@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from redis_ha.commands import command_name, safe_to_repeat
 from redis_ha.config import format_address
 from redis_ha.errors import AuthError, CommandOutcomeUnknown, NotDurable, RedisUnavailable, describe_error
-from redis_ha.judgement import Verdict, judge
+from redis_ha.judgement import Judgement, Verdict, judge
 from redis_ha.pool import HAConnectionPool
 from redis_ha.reconnect import backoff_s
 
@@ -74,10 +74,7 @@ class RetryLoop:
                         [*attempts, _describe(error)],
                     ) from error
                 attempts.append(_describe(error))
-                self.pool.drop_idle()
-                self.pool.outage.failed(
-                    f"{describe_error(error)}: {judgement.reason}", master_answered=judgement.master_answered
-                )
+                self.note_failure(error, judgement)
                 deadline_s = self.settings.retry_deadline_s
                 remaining = started + deadline_s - time.monotonic()
                 if remaining <= 0:
@@ -95,6 +92,15 @@ class RetryLoop:
             if attempts:
                 self.pool.outage.recovered(where=format_address(self.pool.current_master))
             return result
+
+    def note_failure(self, error: BaseException, judgement: Judgement | None = None) -> None:
+        """Tell the pool an attempt failed for a failover reason: idle connections go, the outage
+        is logged, and the next connection is routed afresh. Also for a caller that retries itself."""
+        judgement = judge(error, self.pool.role) if judgement is None else judgement
+        self.pool.drop_idle()
+        self.pool.outage.failed(
+            f"{describe_error(error)}: {judgement.reason}", master_answered=judgement.master_answered
+        )
 
     def _where(self) -> str:
         current = self.pool.current_master

@@ -15,6 +15,7 @@ import redis
 import redis_ha
 
 from tests.support.cluster import LoopbackCluster
+from tests.support.write_loss import planned_failover
 
 pytestmark = pytest.mark.integration
 
@@ -341,3 +342,37 @@ def wait_for(condition: Any, timeout_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout_s:g}s waiting for {what}")
         time.sleep(0.05)
+
+
+@pytest.mark.integration
+def test_a_watched_transaction_whose_node_turned_replica_is_retried_as_a_watch_failure(
+    cluster: LoopbackCluster,
+) -> None:
+    """The node became a replica between WATCH and EXEC (a planned failover): the server discards
+    the transaction (EXECABORT), so nothing ran, and it is reported as WatchError, which every WATCH
+    loop (RQ's handle_job_success, redis-py's transaction()) answers by starting over; the next
+    attempt runs on the new master. Raising READONLY instead made RQ count a finished job as failed
+    and run it again."""
+    client = ha_client(cluster)
+    client.set("counter", 0)
+    old = cluster.master_addr()
+    attempts = 0
+    with client.pipeline() as pipe:
+        while True:
+            attempts += 1
+            try:
+                pipe.watch("counter")
+                value = int(pipe.get("counter") or 0)
+                if attempts == 1:
+                    planned_failover(cluster)  # the watched connection still points at the old master
+                pipe.multi()
+                pipe.set("counter", value + 1)
+                pipe.execute()
+                break
+            except redis.WatchError:
+                assert attempts < 5, "the transaction kept failing"
+                continue
+    assert attempts == 2
+    assert client.get("counter") == b"1"
+    assert client.master_address != old
+    cluster.wait_for_master_change(old)  # Sentinel announces it a moment after the promoted replica

@@ -340,8 +340,31 @@ def assert_owned(lab: Lab, name: str, spec: tuple[str, str, str, int]) -> None:
     assert (f.user, f.group, f.mode) == (owner, group, mode), f"{path} on {name}: {f.user}:{f.group} {oct(f.mode)}"
 
 
-def assert_no_acknowledged_job_lost(drill: Drill) -> None:
+def where_jobs_are(lab: Lab, job_ids: list[str], queue: str = "default") -> list[str]:
+    """For a failure report: each job's status and timestamps, and every list or registry of
+    ``queue`` on the master that holds it (or that its hash is gone)."""
+    with lab.sentinel_client(REDIS_HOSTS[0]) as sentinel:
+        host, _port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+    name = next(n for n, ip in lab.ips.items() if ip == host)
+    lists = [f"rq:queue:{queue}", f"rq:queue:{queue}:intermediate"]
+    registries = [f"rq:{kind}:{queue}" for kind in ("wip", "scheduled", "failed", "finished", "deferred", "canceled")]
+    lines = []
+    with lab.redis_client(name) as master:
+        for job_id in job_ids:
+            job = master.hgetall(f"rq:job:{job_id}")
+            held = [key for key in lists if master.lpos(key, job_id) is not None]
+            held += [key for key in registries if master.zscore(key, job_id) is not None]
+            keep = ("status", "origin", "enqueued_at", "started_at", "ended_at", "worker_name")
+            fields = {k: job.get(k) for k in keep}
+            lines.append(f"{job_id}: {fields if job else 'no job hash'} in {held or 'no list or registry'}")
+    return lines
+
+
+def assert_no_acknowledged_job_lost(drill: Drill, lab: Lab | None = None) -> None:
     assert drill.acknowledged > 0, "the producer got no job acknowledged"
+    if drill.lost and lab is not None:
+        where = "\n".join(where_jobs_are(lab, drill.lost[:10]))
+        raise AssertionError(f"{len(drill.lost)} acknowledged jobs never ran; where they are:\n{where}")
     assert drill.lost == [], f"{len(drill.lost)} acknowledged jobs never ran, e.g. {drill.lost[:5]}"
     assert drill.finished == drill.acknowledged
 

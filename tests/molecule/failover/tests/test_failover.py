@@ -53,8 +53,8 @@ def test_the_killed_master_came_back_as_a_replica(lab: Lab, drill: Drill) -> Non
 
 
 @pytest.mark.units(WORKER_UNIT, "redis-server", "redis-sentinel")
-def test_no_acknowledged_job_is_lost(drill: Drill) -> None:
-    assert_no_acknowledged_job_lost(drill)
+def test_no_acknowledged_job_is_lost(lab: Lab, drill: Drill) -> None:
+    assert_no_acknowledged_job_lost(drill, lab)
 
 
 @pytest.mark.units(WORKER_UNIT)

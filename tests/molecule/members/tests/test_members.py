@@ -49,8 +49,8 @@ def members() -> list[str]:
 
 
 @pytest.mark.units(WORKER_UNIT, "redis-server", "redis-sentinel")
-def test_no_acknowledged_job_was_lost_or_run_twice_and_no_error_surfaced(drill: Drill) -> None:
-    assert_no_acknowledged_job_lost(drill)
+def test_no_acknowledged_job_was_lost_or_run_twice_and_no_error_surfaced(lab: Lab, drill: Drill) -> None:
+    assert_no_acknowledged_job_lost(drill, lab)
     assert drill.duplicated == []
     assert drill.producer_errors == 0
 

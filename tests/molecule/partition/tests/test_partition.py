@@ -257,10 +257,10 @@ def test_both_old_masters_came_back_as_replicas(lab: Lab, drill: Drill) -> None:
 
 
 @pytest.mark.units(WORKER_UNIT, "redis-server", "redis-sentinel")
-def test_no_acknowledged_job_is_lost(drill: Drill) -> None:
+def test_no_acknowledged_job_is_lost(lab: Lab, drill: Drill) -> None:
     # What the isolated master accepted alone had no replica's confirmation (RQ_DURABLE=all waits
     # for it), so it was never acknowledged; the resync after the heal discards it.
-    assert_no_acknowledged_job_lost(drill)
+    assert_no_acknowledged_job_lost(drill, lab)
 
 
 @pytest.mark.units(WORKER_UNIT)
