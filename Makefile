@@ -77,10 +77,15 @@ integration: venv system-deps
 # partition also runs scenario default's checks, on its lab after the partitions: one lab fewer.
 MOLECULE_SCENARIOS := failover partition
 
-# Loopback tests mostly wait on real failovers: PYTEST_WORKERS processes run them side by side.
+# Loopback tests mostly wait on real failovers: PYTEST_WORKERS processes run them side by side,
+# and lint beside them (its output is shown after theirs); then the Molecule scenarios.
 PYTEST_WORKERS ?= 3
-test: lint
-	@$(call run_pytest,-m "not lab" -n $(PYTEST_WORKERS))
+test: venv system-deps
+	@lint_log=$$(mktemp); \
+	( $(MAKE) --no-print-directory lint > "$$lint_log" 2>&1 ) & lint_pid=$$!; \
+	$(BIN)/pytest -m "not lab" -n $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && rc=0; \
+	wait $$lint_pid; lint_rc=$$?; cat "$$lint_log"; rm -f "$$lint_log"; \
+	if [ $$lint_rc -ne 0 ]; then echo "make test: lint failed (above)"; exit $$lint_rc; fi; exit $$rc
 	@for scenario in $(MOLECULE_SCENARIOS); do \
 		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
 

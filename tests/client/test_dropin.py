@@ -164,7 +164,9 @@ def test_connect_passes_redis_py_connection_options_through(cluster_module: Loop
     client.set("latin", "é")
     assert client.get("latin") == "é"
     assert client.client_info()["name"] == "dropin-test"
-    assert client.connection_pool.connection_kwargs["driver_info"].name == "my-app"
+    kwargs = client.connection_pool.connection_kwargs
+    # redis-py 7.2+ folds lib_name/lib_version into a DriverInfo; older ones keep lib_name.
+    assert (kwargs["driver_info"].name if "driver_info" in kwargs else kwargs["lib_name"]) == "my-app"
     assert client.connection_pool.connection_kwargs["health_check_interval"] == 3
     assert client.settings.socket_timeout_s == 2
     resp3 = redis_ha.connect(env=cluster_module.env(), protocol=3, single_connection_client=True)

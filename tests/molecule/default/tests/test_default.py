@@ -315,8 +315,8 @@ def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path:
 def test_an_app_with_its_env_rides_through_a_sentinel_failover(lab: Lab) -> None:
     """Last in this file: a failover changes the master the checks above looked at."""
     if lab.tls_dir is not None:
-        # tests/test_tls.py fails the master over next, and Sentinel refuses a second failover for
-        # 2 x failover-timeout; its own check already covers the app's client over TLS.
+        # tests/test_tls.py (run before these checks) already failed the master over, and its own
+        # check covers the app's client over TLS.
         pytest.skip("scenario tls fails the master over in test_tls.py instead")
     env = {**app_env(lab), "REDIS_RETRY_DEADLINE": "30"}
     client = redis_ha.connect(env=env)
