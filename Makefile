@@ -1,5 +1,5 @@
 # redis-ha-kit — every entry point a person or CI uses.
-#   make deploy [ENV=staging]   deploy the kit (no ENV: the local lab)
+#   make deploy [ENV=staging] [FULL=1]  deploy the kit (no ENV: the local lab); FULL=1 skips nothing
 #   make upgrade [ENV=staging]  rolling upgrade/restart, a writable master throughout
 #   make status [ENV=staging]   the service as the app sees it, and when Sentinel may fail over next
 #   make test                   lint, unit + loopback-cluster + Ansible tests, Molecule on nspawn hosts
@@ -194,8 +194,9 @@ define run_playbook
 	fi
 endef
 
+# A part of a host the last deploy left as this one would is skipped; FULL=1 runs every part in full.
 deploy: venv system-deps
-	$(call run_playbook,ansible/site.yml)
+	$(call run_playbook,ansible/site.yml $(if $(FULL),-e redis_ha_full_deploy=true))
 
 # Rolling upgrade/restart that keeps a writable master throughout.
 upgrade: venv system-deps

@@ -36,6 +36,7 @@ from tests.support.writer import background_writes
 
 pytestmark = pytest.mark.lab
 
+CONVERGE = REPO / "tests" / "molecule" / "shared" / "converge.yml"
 SERVER_UNIT = FLAVOR.server_unit
 SENTINEL_UNIT = FLAVOR.sentinel_unit
 REDIS_UNITS = (SERVER_UNIT, SENTINEL_UNIT, "redis-exporter@redis", "redis-exporter@sentinel")
@@ -278,8 +279,9 @@ def test_sentinels_log_into_each_other_as_the_peer_user(lab: Lab, name: str) -> 
 
 @pytest.mark.timeout(900)  # a whole deploy at -vvv: minutes on a loaded machine
 def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path: Path) -> None:
-    """A second deploy at -vvv, with every host's process list sampled while it runs: it changes
-    nothing (scenario default's idempotence check), and no password is on a command line or in its output."""
+    """A second deploy at -vvv, every part run in full (FULL=1; the next test runs the quick path), with
+    every host's process list sampled while it runs: it changes nothing (scenario default's idempotence
+    check), and no password is on a command line or in its output."""
     samplers = []
     for name in (*REDIS_HOSTS, *APP_HOSTS):
         out = (tmp_path / f"ps-{name}.txt").open("wb")
@@ -288,7 +290,7 @@ def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path:
         samplers.append((subprocess.Popen(ssh, stdout=out, stderr=subprocess.DEVNULL), out))
     master_before = master_of(lab)
     try:
-        deploy = run_playbook(REPO / "tests" / "molecule" / "shared" / "converge.yml", "-vvv")
+        deploy = run_playbook(CONVERGE, "-vvv", "-e", "redis_ha_full_deploy=true")
     finally:
         for process, out in samplers:
             process.terminate()
@@ -310,6 +312,37 @@ def test_a_second_deploy_changes_nothing_and_shows_no_secret(lab: Lab, tmp_path:
         # Named, never shown: a failure must not print the password it found.
         assert value not in deploy.stdout + deploy.stderr, f"{secret} appears in the -vvv output"
         assert value not in processes, f"{secret} appears in a process list on a host"
+
+
+def _recap(deploy: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    assert deploy.returncode == 0, deploy.stdout[-3000:]
+    return {
+        host: int(changed)
+        for host, changed in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", deploy.stdout, re.MULTILINE)
+    }
+
+
+@pytest.mark.timeout(600)
+def test_a_deploy_skips_the_parts_in_place_and_heals_the_others(lab: Lab) -> None:
+    """After the full deploy above every host's stamps hold: the next deploy runs no role at all. An
+    exporter stopped by hand is noticed: the deploy after that runs only that host's exporter part
+    and starts it again."""
+    started = time.monotonic()
+    recap = _recap(deploy := run_playbook(CONVERGE))
+    print(f"deploy with every part in place: {time.monotonic() - started:.1f} s, changed {recap}")
+    assert recap and set(recap.values()) == {0}, recap
+    ran = set(re.findall(r"^TASK \[(\w+) :", deploy.stdout, re.MULTILINE))
+    assert ran <= {"redis_ha"}, f"roles ran although every part was in place: {sorted(ran)}"
+
+    host = REDIS_HOSTS[-1]
+    lab.host(host).run_expect([0], "systemctl stop redis-exporter@redis.service")
+    started = time.monotonic()
+    recap = _recap(deploy := run_playbook(CONVERGE))
+    print(f"deploy after an exporter was stopped on {host}: {time.monotonic() - started:.1f} s, changed {recap}")
+    assert {name for name, changed in recap.items() if changed} == {host}, recap
+    ran = set(re.findall(r"^TASK \[(\w+) :", deploy.stdout, re.MULTILINE))
+    assert ran <= {"redis_ha", "redis_exporter"}, f"more than the exporter part ran: {sorted(ran)}"
+    assert lab.host(host).service("redis-exporter@redis").is_running
 
 
 def test_an_app_with_its_env_rides_through_a_sentinel_failover(lab: Lab) -> None:
