@@ -7,12 +7,13 @@ filters are the pure functions they are. The lab test (test_default.py) runs the
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from tests.ansible.conftest import REPO, load_plugin
+from tests.ansible.conftest import REPO, cluster_hosts, load_plugin, run_playbook, write_inventory
 
 SCRIPT = REPO / "roles" / "redis_ha" / "files" / "in_place.py"
 in_place = load_plugin("in_place")
@@ -155,3 +156,28 @@ def test_the_kit_fingerprint_follows_its_files(tmp_path: Path) -> None:
     assert in_place.redis_ha_tree_digest([str(tmp_path / "roles")]) == before
     (role / "main.yml").write_text("---\n- name: changed\n")
     assert in_place.redis_ha_tree_digest([str(tmp_path / "roles")]) != before
+
+
+def test_the_fingerprint_takes_variables_that_read_other_hosts_variables(tmp_path: Path) -> None:
+    """A value templated from hostvars (an alert receiver's URL, say) cannot be resolved with one
+    host's variables alone: real Ansible computes the fingerprint, which follows the value's text."""
+    playbook = tmp_path / "fingerprint.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.debug:\n"
+        "        msg: \"fingerprint={{ groups['all'] | redis_ha_inventory_digest(hostvars) }}\"\n"
+    )
+
+    def fingerprint(port: int) -> str:
+        url = "http://{{ hostvars['node1'].ansible_host }}:" + str(port) + "/"
+        inventory = write_inventory(
+            tmp_path / f"inv{port}", cluster_hosts(), {"alertmanager_receivers": [{"name": "hook", "webhook_url": url}]}
+        )
+        result = run_playbook(playbook, inventory)
+        assert result.ok, result.output
+        found = re.search(r"fingerprint=([0-9a-f]{64})", result.output)
+        assert found, result.output
+        return found.group(1)
+
+    assert fingerprint(9095) == fingerprint(9095)
+    assert fingerprint(9095) != fingerprint(9096), "a changed receiver URL is a changed inventory"

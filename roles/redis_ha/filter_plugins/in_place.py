@@ -50,15 +50,29 @@ def _value(name, value):
     return value
 
 
-def _host_variables(host_vars):
+def _raw_variables(hostvars, host):
+    """The host's variables as written, templates untouched (Ansible's HostVars.raw_get)."""
+    raw_get = getattr(hostvars, "raw_get", None)
+    return raw_get(host) if raw_get else hostvars[host]
+
+
+def _host_variables(hostvars, host):
+    """Each variable as JSON text; one that cannot be resolved with this host's variables alone
+    (it reads ``hostvars``, say) counts by its text as written."""
+    host_vars = hostvars[host]
     resolved = {}
     for name in sorted(host_vars.keys()):
         if name in _RUN_VARIABLES:
             continue
         try:
-            resolved[name] = _value(name, host_vars[name])
-        except Exception as error:  # noqa: BLE001 - a value needing facts counts by its error
-            resolved[name] = "unresolved: %s" % type(error).__name__
+            resolved[name] = json.dumps(_value(name, host_vars[name]), sort_keys=True, default=str)
+        except Exception:  # noqa: BLE001 - whatever templating raises, the text is what counts
+            try:
+                resolved[name] = "as written: " + json.dumps(
+                    _raw_variables(hostvars, host)[name], sort_keys=True, default=str
+                )
+            except Exception as error:  # noqa: BLE001 - a value needing facts counts by its error
+                resolved[name] = "unresolved: %s" % type(error).__name__
     return resolved
 
 
@@ -66,7 +80,7 @@ def redis_ha_inventory_digest(hosts, hostvars):
     """SHA-256 of every host's inventory variables (secrets included, never shown)."""
     digest = hashlib.sha256()
     for host in sorted(hosts):
-        digest.update(json.dumps([host, _host_variables(hostvars[host])], sort_keys=True, default=str).encode())
+        digest.update(json.dumps([host, _host_variables(hostvars, host)], sort_keys=True).encode())
     return digest.hexdigest()
 
 
