@@ -209,3 +209,6 @@ def test_every_filter_plugin_of_the_installed_collection_loads_and_works_there(
     # The backup filter reaches the role's script, which sits elsewhere in a collection than in the repository.
     record = {"rdb_version": 12, "flavor": "redis", "server_version": "7.4.2"}
     assert "valkey-io/valkey#845" in filters["backup_load_refusal"](record, "valkey", "Valkey server v=8.0.2 sha=0")
+    # So does the replication check, which reads the same table of RDB versions.
+    new, master = {"flavor": "valkey", "version": "8.1.1"}, {"flavor": "redis", "version": "8.0.2"}
+    assert "valkey-io/valkey#845" in filters["redis_ha_replication_refusal"](new, "new1", master, "old1")

@@ -119,7 +119,11 @@ CASES: dict[str, tuple[dict[str, Any] | None, dict[str, Any], str]] = {
         {},
         "Host node2 has address 0.0.0.0, a wildcard: the other nodes cannot reach it there; set redis_ha_address",
     ),
-    "unknown_flavor": (None, {"redis_ha_flavor": "keydb"}, "redis_ha_flavor is 'keydb'; choose one of: redis, valkey"),
+    "unknown_flavor": (
+        None,
+        {"redis_ha_flavor": "keydb"},
+        "redis_ha_flavor is 'keydb' on node1, node2, node3: choose one of: redis, valkey",
+    ),
     "hostname_as_address": (
         None,
         {"redis_ha_address": "redis.example.com"},
@@ -356,11 +360,20 @@ def test_the_sound_cluster_has_no_problem() -> None:
     assert problems() == []
 
 
+def test_nodes_of_both_flavors_are_a_cluster_moving_from_one_to_the_other() -> None:
+    assert problems(node2={"redis_ha_flavor": "valkey"}) == []
+
+
 def test_settings_the_inventory_leaves_out_are_not_problems() -> None:
     assert problems(hosts={}, app_db=None) == []
 
 
 UNIT_CASES: dict[str, tuple[dict[str, Any], str]] = {
+    # Flavor, per node.
+    "unknown_flavor_on_one_node": (
+        {"node2": {"redis_ha_flavor": "keydb"}},
+        "redis_ha_flavor is 'keydb' on node2: choose one of: redis, valkey.",
+    ),
     # Ports.
     "port_zero": ({"node2": {"redis_ha_redis_port": 0}}, "redis_ha_redis_port is 0 on node2: set it to a whole"),
     "port_not_a_number": (

@@ -434,9 +434,15 @@ def inventory_problems(observed: dict[str, Any]) -> list[str]:
     nodes = list(dict.fromkeys(redis_hosts + sentinel_hosts))
     problems.extend(_address_problems(nodes, addresses))
 
-    flavor = observed.get("flavor")
-    if flavor not in FLAVORS:
-        problems.append(f"redis_ha_flavor is '{flavor}'; choose one of: {', '.join(FLAVORS)}.")
+    # Each node may have its own flavor: a cluster moving from Redis to Valkey has both for a while
+    # (the discover play refuses a replica that cannot load what the master writes).
+    def flavor_problems(host: str) -> list[str]:
+        flavor = (settings.get(host) or {}).get("redis_ha_flavor", observed.get("flavor"))
+        if flavor in FLAVORS:
+            return []
+        return [f"redis_ha_flavor is {_show(flavor)} on {{hosts}}: choose one of: {', '.join(FLAVORS)}."]
+
+    problems.extend(_per_host(nodes, flavor_problems))
     master_name = str(observed.get("master_name") or "")
     if not _MASTER_NAME.match(master_name):
         problems.append(f"redis_ha_master_name is '{master_name}'; use letters, digits, '.', '_' or '-'.")

@@ -345,6 +345,66 @@ def test_a_deploy_skips_the_parts_in_place_and_heals_the_others(lab: Lab) -> Non
     assert lab.host(host).service("redis-exporter@redis").is_running
 
 
+def _main_pids(lab: Lab) -> dict[str, str]:
+    return {
+        f"{name} {unit}": lab.host(name).check_output(f"systemctl show --property MainPID --value {unit}")
+        for name in REDIS_HOSTS
+        for unit in (SERVER_UNIT, SENTINEL_UNIT)
+    }
+
+
+def test_a_deploy_that_would_switch_a_nodes_flavor_in_place_is_refused_before_anything_changes(lab: Lab) -> None:
+    """A host keeps its flavor: a deploy with the other one is refused by every node's preflight
+    (on Debian 12, Valkey is not there at all), and no server, Sentinel or package changes."""
+    other = "valkey" if FLAVOR.name == "redis" else "redis"
+    pids = _main_pids(lab)
+    deploy = run_playbook(CONVERGE, "-e", f"redis_ha_flavor={other}")
+    assert deploy.returncode != 0, deploy.stdout[-3000:]
+    debian = lab.host(REDIS_HOSTS[0]).file("/etc/debian_version").content_string.strip()
+    refused = (
+        "the kit supports Debian 12 (redis) and Debian 13 (redis or valkey)"
+        if other == "valkey" and debian < "13"
+        else f"runs {FLAVOR.name} ({FLAVOR.server_package} is installed) and redis_ha_flavor is {other} for it"
+    )
+    assert refused in " ".join(deploy.stdout.split()), deploy.stdout[-3000:]
+    assert _main_pids(lab) == pids, "a refused deploy restarted a server or a Sentinel"
+    for name in REDIS_HOSTS:
+        status = lab.host(name).run(
+            f"dpkg-query --show --showformat='${{db:Status-Status}}' {other}-server {other}-tools"
+        )
+        assert "installed" not in status.stdout.replace("not-installed", ""), f"{name}: {status.stdout}"
+
+
+@pytest.mark.timeout(600)
+def test_a_node_that_cannot_load_the_masters_rdb_is_refused_before_it_gets_a_server(lab: Lab, tmp_path: Path) -> None:
+    """Redis 8 writes RDB 12, which Valkey 8 cannot load (valkey-io/valkey#845): a Valkey node added
+    to a Redis 8 cluster would stay empty. The app host, offered as such a node, is refused once
+    discovery has asked the master, before any server package; the client tools the discovery
+    needed are removed again."""
+    debian = lab.host(REDIS_HOSTS[0]).file("/etc/debian_version").content_string.strip()
+    if FLAVOR.name != "redis" or debian < "13":
+        pytest.skip("only a Redis 7.4+ master (Debian 13's Redis 8) writes an RDB version the other flavor cannot load")
+    new = APP_HOSTS[0]
+    extra = tmp_path / "new-valkey-node.yml"
+    extra.write_text(
+        f"all:\n  children:\n    redis:\n      hosts:\n        {new}:\n          redis_ha_flavor: valkey\n"
+    )
+    pids = _main_pids(lab)
+    try:
+        deploy = run_playbook(CONVERGE, "-i", str(extra))
+        assert deploy.returncode != 0, deploy.stdout[-3000:]
+        plain = " ".join(deploy.stdout.split())
+        assert f"refusing to add {new} as a replica: {new} would run valkey 8" in plain, deploy.stdout[-3000:]
+        assert "which loads RDB version 11 at most" in plain and "which writes RDB version 12" in plain, plain[-3000:]
+        refusal = re.search(r"refusing to add .*?\(README, Moving the cluster to new hosts\)\.", plain)
+        print("deploy with a Valkey node added to a Redis 8 cluster:", refusal.group(0) if refusal else plain[-600:])
+    finally:
+        lab.host(new).run("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q valkey-tools")
+    assert lab.host(new).run("dpkg-query --show --showformat='${db:Status-Status}' valkey-server").stdout != "installed"
+    assert not lab.host(new).package("valkey-tools").is_installed
+    assert _main_pids(lab) == pids, "a refused deploy restarted a server or a Sentinel"
+
+
 def test_an_app_with_its_env_rides_through_a_sentinel_failover(lab: Lab) -> None:
     """Last in this file: a failover changes the master the checks above looked at."""
     if lab.tls_dir is not None:
