@@ -118,6 +118,9 @@ OPS_SCENARIOS := credentials members
 # backup: scheduled backups from a replica shipped to a backup host, a restore refused without
 # CONFIRM, and the total-loss drill (every node wiped, the latest backup restored), jobs flowing.
 OPS_SCENARIOS += backup
+# move: three Debian 12 / Redis 7.0 hosts replaced by three Debian 13 / Valkey 8 hosts (they join,
+# the old replicas are retired, then the old master, failed over to the new side), jobs flowing.
+OPS_SCENARIOS += move
 test-ops:
 	@for scenario in $(OPS_SCENARIOS); do \
 		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done

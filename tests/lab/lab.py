@@ -9,15 +9,24 @@
     lab.py link-down HOST / link-up HOST   cut a host off the bridge / heal it (partitions;
                                       link-up returns once the host answers again)
     lab.py build       only build (or with --rebuild, rebuild) the base image and apt repository
+                       of every suite the lab's hosts use
 
 Every command takes --name, --bridge, --subnet, --hosts, --suite and --state-dir, so a second
 lab (a Molecule scenario, say) can run beside the default one:
     lab.py up --name rhkm --bridge rhkbr1 --subnet 10.147.30.0/24 --hosts redis1,redis2
 
+One lab may mix Debian releases: a host in --hosts may name its own suite (`name@suite` or
+`name=ip@suite`); the others run --suite. Each host boots from its own suite's image with its
+own suite's apt repository at APT_REPO_MOUNT (same bridge, same subnet), so a test can move a
+cluster from Debian 12 hosts to Debian 13 hosts:
+    lab.py up --name rhkm --bridge rhkbr1 --subnet 10.147.30.0/24 --suite bookworm \
+        --hosts redis1,redis2,new1@trixie,new2=10.147.30.31@trixie
+
 Layout
 ------
-Caches, shared by every lab and every clone of the repository (root's; `down` keeps them;
-RHK_LAB_CACHE_DIR moves them, e.g. for a checkout that changes LAB_PACKAGES beside others):
+Caches, one pair per suite a lab's hosts use, each built once under its own file lock and shared
+by every lab and every clone of the repository (root's; `down` keeps them; RHK_LAB_CACHE_DIR
+moves them, e.g. for a checkout that changes LAB_PACKAGES beside others):
     /var/cache/redis-ha-kit/images/<suite>/   base root filesystem (debootstrap), built in a
                                               temporary directory and renamed into place
     /var/cache/redis-ha-kit/apt/<suite>/      local apt repository: the .deb files the lab
@@ -33,8 +42,10 @@ State of one lab (`down` keeps keys and secrets; `down --purge` removes them):
         ssh/id_ed25519(.pub)   the lab's SSH key (0600), generated once
         secrets/<name>         one random password per file (0600, directory 0700), generated
                                once: redis_admin_password, redis_app_password, ...
-        state.json             what runs: suite, bridge, subnet, and per host its machine name,
-                               address, nspawn pid, host-side veth name, root and console log
+        state.json             what runs: suite (the default one), bridge, subnet, and per host
+                               its machine name, address, suite, image, apt repository, nspawn
+                               pid, host-side veth name, root and console log (a host of an
+                               older state file without its own suite runs the lab's)
         run/<host>.pid         the nspawn pid of each host
         logs/<host>.log        the console of each host
         known_hosts            the host keys `up` generated (rewritten by each `up`)
@@ -220,12 +231,22 @@ def parse_subnet(text: str) -> ipaddress.IPv4Network:
 class HostSpec:
     name: str
     ip: ipaddress.IPv4Address
+    suite: str
+    """The host's Debian suite: its own `@suite` in --hosts, else the lab's --suite."""
 
 
-def parse_hosts(text: str, network: ipaddress.IPv4Network) -> tuple[HostSpec, ...]:
+def split_host_item(item: str) -> tuple[str, str | None, str | None]:
+    """One --hosts item, `name[=ip][@suite]`, as (name, ip text or None, suite or None)."""
+    head, at, suite = item.partition("@")
+    name, eq, addr = head.partition("=")
+    return name.strip(), (addr.strip() if eq else None), (suite.strip() if at else None)
+
+
+def parse_hosts(text: str, network: ipaddress.IPv4Network, default_suite: str = DEFAULT_SUITE) -> tuple[HostSpec, ...]:
     """`redis1,redis2` or `redis1=10.147.29.21,redis2`: unnamed addresses count from .11.
 
-    Every problem is reported at once.
+    A host may name its own Debian suite, `new1@trixie` or `new2=10.147.29.31@trixie`; the
+    others get `default_suite`. Every problem is reported at once.
     """
     problems: list[str] = []
     hosts: list[HostSpec] = []
@@ -234,16 +255,21 @@ def parse_hosts(text: str, network: ipaddress.IPv4Network) -> tuple[HostSpec, ..
         raise LabError("--hosts names no host")
     gateway = network.network_address + 1
     for index, item in enumerate(items):
-        name, _, addr = item.partition("=")
-        name = name.strip()
+        name, addr, suite = split_host_item(item)
         if not _HOST_NAME_RE.match(name):
             problems.append(
                 f"host name {name!r} is not valid (lowercase letters, digits and '-', "
                 "starting with a letter, at most 32 characters)"
             )
             continue
+        if suite is not None and suite not in SUPPORTED_SUITES:
+            problems.append(
+                f"host {name}: suite {suite!r} is not supported: use one of {', '.join(SUPPORTED_SUITES)} "
+                "(written name@suite or name=ip@suite)"
+            )
+            continue
         try:
-            ip = ipaddress.IPv4Address(addr.strip()) if addr else network.network_address + FIRST_HOST_OFFSET + index
+            ip = ipaddress.IPv4Address(addr) if addr else network.network_address + FIRST_HOST_OFFSET + index
         except (ValueError, ipaddress.AddressValueError) as exc:
             problems.append(f"host {name}: {exc}")
             continue
@@ -251,7 +277,7 @@ def parse_hosts(text: str, network: ipaddress.IPv4Network) -> tuple[HostSpec, ..
             problems.append(f"host {name}: address {ip} is not a host address of {network}")
         elif ip == gateway:
             problems.append(f"host {name}: address {ip} is the bridge's own address")
-        hosts.append(HostSpec(name, ip))
+        hosts.append(HostSpec(name, ip, suite or default_suite))
     names = [h.name for h in hosts]
     ips = [h.ip for h in hosts]
     for dup in sorted({n for n in names if names.count(n) > 1}):
@@ -471,13 +497,19 @@ class LabConfig:
     def machine_dir(self, host: str) -> Path:
         return MACHINES_DIR / self.name / "machines" / host
 
+    @property
+    def suites(self) -> tuple[str, ...]:
+        """Every suite a host of the lab runs, in SUPPORTED_SUITES order."""
+        used = {h.suite for h in self.hosts}
+        return tuple(s for s in SUPPORTED_SUITES if s in used)
+
     def fingerprint(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "bridge": self.bridge,
             "subnet": str(self.network),
             "suite": self.suite,
-            "hosts": {h.name: str(h.ip) for h in self.hosts},
+            "hosts": {h.name: {"ip": str(h.ip), "suite": h.suite} for h in self.hosts},
         }
 
 
@@ -505,14 +537,21 @@ def config_from_args(
     if bridge is not None:
         validate_bridge_name(bridge)
     network = parse_subnet(subnet) if subnet is not None else None
-    host_specs: tuple[HostSpec, ...]
-    if network is not None:
-        host_specs = parse_hosts(hosts or ",".join(DEFAULT_HOSTS), network)
-    else:
-        host_specs = tuple(HostSpec(n, ipaddress.IPv4Address(0)) for n in (hosts or ",".join(DEFAULT_HOSTS)).split(","))
     chosen_suite = suite or environ.get("LAB_SUITE") or DEFAULT_SUITE
     if chosen_suite not in SUPPORTED_SUITES:
         raise LabError(f"suite {chosen_suite!r} is not supported: use one of {', '.join(SUPPORTED_SUITES)}")
+    host_specs: tuple[HostSpec, ...]
+    if network is not None:
+        host_specs = parse_hosts(hosts or ",".join(DEFAULT_HOSTS), network, chosen_suite)
+    else:
+        # Without a subnet only names and suites matter (`down` or `build` of a lab that is not up).
+        items = [split_host_item(item) for item in (hosts or ",".join(DEFAULT_HOSTS)).split(",") if item.strip()]
+        unknown = sorted({s for _, _, s in items if s is not None and s not in SUPPORTED_SUITES})
+        if unknown:
+            raise LabError(
+                f"--hosts names suite(s) {', '.join(map(repr, unknown))}: use one of {', '.join(SUPPORTED_SUITES)}"
+            )
+        host_specs = tuple(HostSpec(n, ipaddress.IPv4Address(0), s or chosen_suite) for n, _, s in items)
     return LabConfig(
         name=name,
         bridge=bridge,
@@ -533,6 +572,11 @@ class HostState:
     pid: int | None = None
     veth: str | None = None
     root_mode: str = "overlay"
+    suite: str = ""
+    """The host's Debian suite; its root is an overlay over `image`, `apt_repo` is bound at
+    APT_REPO_MOUNT. A state file older than per-host suites gives them the lab's own."""
+    image: str = ""
+    apt_repo: str = ""
 
 
 @dataclasses.dataclass
@@ -546,6 +590,13 @@ class LabState:
     hosts: dict[str, HostState]
     started: str = ""
     version: int = STATE_VERSION
+
+    def __post_init__(self) -> None:
+        # A host recorded before hosts had their own suite runs the lab's, from its caches.
+        for host in self.hosts.values():
+            host.suite = host.suite or self.suite
+            host.image = host.image or self.image
+            host.apt_repo = host.apt_repo or self.apt_repo
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -567,7 +618,7 @@ class LabState:
             "bridge": self.bridge,
             "subnet": self.subnet,
             "suite": self.suite,
-            "hosts": {n: h.ip for n, h in self.hosts.items()},
+            "hosts": {n: {"ip": h.ip, "suite": h.suite} for n, h in self.hosts.items()},
         }
 
 
@@ -1129,6 +1180,10 @@ class Lab:
 
     def healthy(self, state: LabState) -> str | None:
         """None when every host runs and answers SSH, else the reason it is not healthy."""
+        for spec in self.config.hosts:
+            running = state.hosts.get(spec.name)
+            if running is not None and running.suite != spec.suite:
+                return f"host {spec.name} runs {running.suite}, not the requested {spec.suite}"
         if state.fingerprint() != self.config.fingerprint():
             return "the running lab was started with other settings"
         if not is_bridge(state.bridge):
@@ -1167,13 +1222,15 @@ class Lab:
                 self._teardown(state)
             self._clean_leftovers()
             self._check_subnet()
-            caches = Caches(cfg.suite, self.environ)
-            caches.ensure(rebuild=rebuild)
+            caches = {suite: Caches(suite, self.environ) for suite in cfg.suites}
+            for suite_caches in caches.values():
+                suite_caches.ensure(rebuild=rebuild)
             state = self._boot(caches)
             self._wait_for_ssh(state, ssh_wait_s)
             self._refresh_apt_lists(state)
-        for what, secs in caches.timings.items():
-            log.info("timing: %s build %.1f s", what, secs)
+        for suite, suite_caches in caches.items():
+            for what, secs in suite_caches.timings.items():
+                log.info("timing: %s %s build %.1f s", suite, what, secs)
         log.info("lab %s is up (%.1f s)", cfg.name, time.monotonic() - started)
         self.print_summary(state)
         return state
@@ -1208,6 +1265,7 @@ class Lab:
         run(["ip", "link", "set", bridge, "up"])
 
     def _prepare_root(self, caches: Caches, spec: HostSpec, pubkey: str) -> tuple[Path, str]:
+        """Mounts the host's root over its own suite's image and writes what makes it this host."""
         cfg = self.config
         assert cfg.network is not None
         workdir = cfg.machine_dir(spec.name)
@@ -1234,19 +1292,21 @@ class Lab:
         )
         return root, mode
 
-    def _boot(self, caches: Caches) -> LabState:
+    def _boot(self, caches: Mapping[str, Caches]) -> LabState:
+        """Boots each host from its own suite's image, with that suite's apt repository bound."""
         cfg = self.config
         assert cfg.bridge is not None and cfg.network is not None
         for sub in ("run", "logs"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         pubkey = self.key.with_suffix(".pub").read_text()
+        default = caches.get(cfg.suite) or Caches(cfg.suite, self.environ)  # paths only
         state = LabState(
             name=cfg.name,
             bridge=cfg.bridge,
             subnet=str(cfg.network),
             suite=cfg.suite,
-            image=str(caches.image),
-            apt_repo=str(caches.repo),
+            image=str(default.image),
+            apt_repo=str(default.repo),
             hosts={},
             started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         )
@@ -1256,22 +1316,26 @@ class Lab:
         for spec in cfg.hosts:
             machine = cfg.machine(spec.name)
             log_path = self.state_dir / "logs" / f"{spec.name}.log"
+            host_caches = caches[spec.suite]
             host = HostState(
                 name=spec.name,
                 machine=machine,
                 ip=str(spec.ip),
                 root=str(cfg.machine_dir(spec.name) / "root"),
                 log=str(log_path),
+                suite=spec.suite,
+                image=str(host_caches.image),
+                apt_repo=str(host_caches.repo),
             )
             state.hosts[spec.name] = host
             save_state(self.state_dir, state)  # a failure from here on leaves what `down` needs
-            root, host.root_mode = self._prepare_root(caches, spec, pubkey)
+            root, host.root_mode = self._prepare_root(host_caches, spec, pubkey)
             host_pub = (root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
             known_hosts.append(f"{spec.ip},{spec.name} {host_pub[0]} {host_pub[1]}")
             cmd = [
                 "systemd-nspawn", "-q", "-D", host.root, "--boot", f"--machine={machine}",
                 f"--hostname={spec.name}", "--register=no", "--keep-unit",
-                f"--network-bridge={cfg.bridge}", f"--bind-ro={caches.repo}:{APT_REPO_MOUNT}",
+                f"--network-bridge={cfg.bridge}", f"--bind-ro={host_caches.repo}:{APT_REPO_MOUNT}",
                 "--resolv-conf=off", "--timezone=off", "--link-journal=no",
             ]  # fmt: skip
             with log_path.open("w") as out:
@@ -1284,7 +1348,7 @@ class Lab:
             host.pid = proc.pid
             write_file(self.state_dir / "run" / f"{spec.name}.pid", f"{proc.pid}\n")
             save_state(self.state_dir, state)
-            log.info("started %s (%s, %s) as nspawn pid %d", spec.name, machine, spec.ip, proc.pid)
+            log.info("started %s (%s, %s, %s) as nspawn pid %d", spec.name, machine, spec.ip, spec.suite, proc.pid)
         write_file(self.known_hosts, "\n".join(known_hosts) + "\n")
         write_file(
             self.state_dir / "ssh_config",
@@ -1523,6 +1587,7 @@ class Lab:
             hosts[host.name] = {
                 "machine": host.machine,
                 "ip": host.ip,
+                "suite": host.suite,
                 "pid": self.verified_pid(host),
                 "veth": host.veth,
                 "link": link_operstate(host.veth) if host.veth else "absent",
@@ -1575,7 +1640,10 @@ class Lab:
     def print_summary(self, state: LabState) -> None:
         print(f"lab {state.name}: {len(state.hosts)} hosts on {state.bridge} {state.subnet} ({state.suite})")
         for host in state.hosts.values():
-            print(f"  {host.name:<10} {host.ip:<15} machine {host.machine:<16} pid {host.pid}  link {host.veth}")
+            print(
+                f"  {host.name:<10} {host.ip:<15} {host.suite:<9} machine {host.machine:<16} pid {host.pid}  "
+                f"link {host.veth}"
+            )
         print(f"  ssh:     ssh -F {self.state_dir / 'ssh_config'} {next(iter(state.hosts), 'HOST')}")
         print(f"  secrets: {self.state_dir / 'secrets'}/")
 
@@ -1592,10 +1660,16 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--subnet", help=f"IPv4 subnet, bridge gets .1 (default lab: {DEFAULT_SUBNET})")
     common.add_argument(
         "--hosts",
-        help=f"comma-separated host names, optionally name=ip (default {','.join(DEFAULT_HOSTS)})",
+        help=(
+            "comma-separated host names, each optionally name=ip and/or @suite, e.g. "
+            f"redis1,new1@trixie,new2=10.147.29.31@trixie (default {','.join(DEFAULT_HOSTS)}; "
+            "a host without @suite gets --suite)"
+        ),
     )
     common.add_argument(
-        "--suite", choices=SUPPORTED_SUITES, help=f"Debian suite (default $LAB_SUITE or {DEFAULT_SUITE})"
+        "--suite",
+        choices=SUPPORTED_SUITES,
+        help=f"Debian suite of hosts that name none (default $LAB_SUITE or {DEFAULT_SUITE})",
     )
     common.add_argument("--state-dir", help="state directory (default <repo>/.lab for the default lab)")
     common.add_argument("-v", "--verbose", action="store_true", help="log every command")
@@ -1645,9 +1719,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "down":
             lab.down(purge=args.purge)
         elif args.command == "build":
-            caches = Caches(config.suite, os.environ)
-            caches.ensure(rebuild=args.rebuild)
-            print(f"image: {caches.image}\napt repository: {caches.repo}")
+            for suite in config.suites:
+                caches = Caches(suite, os.environ)
+                caches.ensure(rebuild=args.rebuild)
+                print(f"{suite} image: {caches.image}\n{suite} apt repository: {caches.repo}")
         elif args.command == "status":
             report = lab.status()
             if args.json:
@@ -1680,8 +1755,8 @@ def print_status(report: Mapping[str, Any]) -> None:
     )
     for name, h in report["hosts"].items():
         print(
-            f"  {name:<10} {h['ip']:<15} pid {h['pid'] or '-':<8} link {h['veth']} {h['link']:<6} "
-            f"ssh {'ok' if h['ssh'] else 'NO'}"
+            f"  {name:<10} {h['ip']:<15} {h.get('suite', ''):<9} pid {h['pid'] or '-':<8} "
+            f"link {h['veth']} {h['link']:<6} ssh {'ok' if h['ssh'] else 'NO'}"
         )
 
 

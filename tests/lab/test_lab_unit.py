@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import json
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,199 @@ def test_lab_init_is_recognised_by_namespace_pid_and_marker() -> None:
     assert not lab.is_lab_init(environ, "NSpid:\t1815\t57\n", marker, "rhk")
     assert not lab.is_lab_init(environ, "NSpid:\t1\n", marker, "rhk")  # the machine's own init
     assert not lab.is_lab_init(environ, status, "not json", "rhk")
+
+
+# -- one lab, several Debian releases: per-host suites --------------------------------------
+
+
+def test_hosts_may_name_their_own_suite() -> None:
+    hosts = lab.parse_hosts("redis1,redis2,new1@trixie,new2=10.147.29.31@trixie", NET)
+    assert [(h.name, str(h.ip), h.suite) for h in hosts] == [
+        ("redis1", "10.147.29.11", "bookworm"),
+        ("redis2", "10.147.29.12", "bookworm"),
+        ("new1", "10.147.29.13", "trixie"),
+        ("new2", "10.147.29.31", "trixie"),
+    ]
+
+
+def test_hosts_without_a_suite_get_the_labs() -> None:
+    hosts = lab.parse_hosts("a, b@bookworm ,c=10.147.29.40", NET, "trixie")
+    assert [(h.name, h.suite) for h in hosts] == [("a", "trixie"), ("b", "bookworm"), ("c", "trixie")]
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("redis1", ("redis1", None, None)),
+        ("redis1=10.147.29.21", ("redis1", "10.147.29.21", None)),
+        ("new1@trixie", ("new1", None, "trixie")),
+        (" new2 = 10.147.29.31 @ trixie ", ("new2", "10.147.29.31", "trixie")),
+        ("new3@", ("new3", None, "")),
+    ],
+)
+def test_host_items_split_into_name_address_and_suite(item: str, expected: tuple[str, str | None, str | None]) -> None:
+    assert lab.split_host_item(item) == expected
+
+
+def test_unknown_suites_are_reported_with_the_other_host_problems() -> None:
+    with pytest.raises(lab.LabError) as exc:
+        lab.parse_hosts("Bad_Name,new1@sid,new2=10.147.30.5@trixie,new3@,redis1,redis1@trixie", NET)
+    message = str(exc.value)
+    assert "'Bad_Name' is not valid" in message
+    assert "host new1: suite 'sid' is not supported: use one of bookworm, trixie" in message
+    assert "host new3: suite '' is not supported" in message
+    assert "10.147.30.5 is not a host address of 10.147.29.0/24" in message
+    assert "host redis1 is listed more than once" in message
+
+
+def _mixed_config(hosts: str = "old1,new1@trixie", suite: str | None = "bookworm") -> lab.LabConfig:
+    return lab.config_from_args(
+        name="hlpmix",
+        bridge="rhkbrx9",
+        subnet="10.147.90.0/24",
+        hosts=hosts,
+        suite=suite,
+        state_dir="/tmp/x",
+        environ={},
+    )
+
+
+def test_config_lists_the_suites_its_hosts_use() -> None:
+    config = _mixed_config()
+    assert config.suite == "bookworm"
+    assert [(h.name, h.suite) for h in config.hosts] == [("old1", "bookworm"), ("new1", "trixie")]
+    assert config.suites == ("bookworm", "trixie")
+    # The lab's --suite is only the default: a lab whose every host names another needs only that.
+    assert _mixed_config("new1@trixie,new2@trixie").suites == ("trixie",)
+    assert _mixed_config("a,b", suite="trixie").suites == ("trixie",)
+    assert _mixed_config("a,b@bookworm", suite=None).suites == ("bookworm",)
+
+
+def test_config_without_subnet_keeps_plain_names_and_checks_suites() -> None:
+    config = lab.config_from_args(
+        name="mol", bridge=None, subnet=None, hosts="old1,new1@trixie", suite=None, state_dir=None, environ={}
+    )
+    assert [(h.name, h.suite) for h in config.hosts] == [("old1", "bookworm"), ("new1", "trixie")]
+    with pytest.raises(lab.LabError, match="'sid': use one of bookworm, trixie"):
+        lab.config_from_args(
+            name="mol", bridge=None, subnet=None, hosts="new1@sid", suite=None, state_dir=None, environ={}
+        )
+
+
+def _mixed_state() -> lab.LabState:
+    def host(name: str, ip: str, suite: str) -> lab.HostState:
+        return lab.HostState(
+            name=name,
+            machine=f"hlpmix-{name}",
+            ip=ip,
+            root=f"/var/lib/redis-ha-kit/hlpmix/machines/{name}/root",
+            log=f"/x/logs/{name}.log",
+            pid=1234,
+            veth=f"vb-hlpmix-{name}",
+            suite=suite,
+            image=f"/var/cache/redis-ha-kit/images/{suite}",
+            apt_repo=f"/var/cache/redis-ha-kit/apt/{suite}",
+        )
+
+    return lab.LabState(
+        name="hlpmix",
+        bridge="rhkbrx9",
+        subnet="10.147.90.0/24",
+        suite="bookworm",
+        image="/var/cache/redis-ha-kit/images/bookworm",
+        apt_repo="/var/cache/redis-ha-kit/apt/bookworm",
+        hosts={"old1": host("old1", "10.147.90.11", "bookworm"), "new1": host("new1", "10.147.90.12", "trixie")},
+    )
+
+
+def test_state_with_per_host_suites_round_trips(tmp_path: Path) -> None:
+    state = _mixed_state()
+    lab.save_state(tmp_path, state)
+    loaded = lab.load_state(tmp_path)
+    assert loaded == state
+    assert loaded is not None
+    new1 = loaded.hosts["new1"]
+    assert (new1.suite, new1.image, new1.apt_repo) == (
+        "trixie",
+        "/var/cache/redis-ha-kit/images/trixie",
+        "/var/cache/redis-ha-kit/apt/trixie",
+    )
+    assert loaded.hosts["old1"].suite == "bookworm"
+    assert json.loads((tmp_path / "state.json").read_text())["hosts"]["new1"]["suite"] == "trixie"
+
+
+def test_state_written_before_per_host_suites_loads_with_the_labs_suite(tmp_path: Path) -> None:
+    old = {
+        "name": "rhk",
+        "bridge": "rhkbr0",
+        "subnet": "10.147.29.0/24",
+        "suite": "trixie",
+        "image": "/var/cache/redis-ha-kit/images/trixie",
+        "apt_repo": "/var/cache/redis-ha-kit/apt/trixie",
+        "hosts": {
+            "redis1": {
+                "name": "redis1",
+                "machine": "rhk-redis1",
+                "ip": "10.147.29.11",
+                "root": "/var/lib/redis-ha-kit/rhk/machines/redis1/root",
+                "log": "/x/logs/redis1.log",
+                "pid": 1234,
+                "veth": "vb-rhk-redis1",
+                "root_mode": "overlay",
+            }
+        },
+        "started": "2025-05-20T12:00:00+00:00",
+        "version": 1,
+    }
+    (tmp_path / "state.json").write_text(json.dumps(old))
+    state = lab.load_state(tmp_path)
+    assert state is not None
+    host = state.hosts["redis1"]
+    assert (host.suite, host.image, host.apt_repo) == (
+        "trixie",
+        "/var/cache/redis-ha-kit/images/trixie",
+        "/var/cache/redis-ha-kit/apt/trixie",
+    )
+    config = lab.config_from_args(
+        name="rhk", bridge=None, subnet=None, hosts="redis1", suite="trixie", state_dir="/tmp/x", environ={}
+    )
+    assert state.fingerprint() == config.fingerprint()
+
+
+def test_running_mixed_lab_matches_its_config_host_by_host() -> None:
+    assert _mixed_state().fingerprint() == _mixed_config().fingerprint()
+    assert _mixed_state().fingerprint() != _mixed_config("old1,new1").fingerprint()
+
+
+def test_a_host_running_another_suite_than_requested_is_recreated() -> None:
+    # healthy() looks at the suites before it looks at anything running.
+    assert lab.Lab(_mixed_config("old1,new1@bookworm")).healthy(_mixed_state()) == (
+        "host new1 runs trixie, not the requested bookworm"
+    )
+    assert lab.Lab(_mixed_config("old1@trixie,new1@trixie")).healthy(_mixed_state()) == (
+        "host old1 runs bookworm, not the requested trixie"
+    )
+
+
+def test_status_shows_each_hosts_suite(capsys: pytest.CaptureFixture[str]) -> None:
+    report = {
+        "name": "hlpmix",
+        "up": True,
+        "bridge": "rhkbrx9",
+        "subnet": "10.147.90.0/24",
+        "suite": "bookworm",
+        "hosts": {
+            "old1": {"ip": "10.147.90.11", "suite": "bookworm", "pid": 1, "veth": "vb-x", "link": "up", "ssh": True},
+            "new1": {"ip": "10.147.90.12", "suite": "trixie", "pid": 2, "veth": "vb-y", "link": "up", "ssh": True},
+        },
+    }
+    lab.print_status(report)
+    lines = capsys.readouterr().out.splitlines()
+    assert "(bookworm)" in lines[0]
+    assert "bookworm" in lines[1] and "old1" in lines[1]
+    assert "trixie" in lines[2] and "new1" in lines[2]
+
+
+def test_cli_passes_per_host_suites_through() -> None:
+    args = lab.build_parser().parse_args(["up", "--hosts", "old1,new1@trixie", "--suite", "bookworm"])
+    assert (args.hosts, args.suite) == ("old1,new1@trixie", "bookworm")

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 import testinfra
+import yaml
 from redis_ha.drill.records import parse_executions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -400,6 +401,52 @@ def assert_cluster_agrees(lab: Lab, master: str) -> None:
                 replication = lab.redis_client(name).info("replication")
                 assert replication["master_host"] == master, f"{name} replicates from {replication['master_host']}"
                 assert replication["master_link_status"] == "up", name
+
+    wait_for(agreed)
+
+
+def membership_steps() -> list[str]:
+    """The step log of scenarios members and move (members-steps.txt), printed as it is read."""
+    lines = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "members-steps.txt").read_text().splitlines()
+    for line in lines:
+        print(line)
+    return lines
+
+
+def members_now() -> list[str]:
+    """The Redis hosts of the membership the last step of scenario members or move deployed."""
+    inventory = yaml.safe_load((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "members.yml").read_text())
+    return list(inventory["all"]["children"]["redis"]["hosts"])
+
+
+def assert_step_views(steps: list[str], step: str, others: int) -> None:
+    """Step ``step`` ran its playbooks with rc=0 and left every Sentinel listing ``others`` replicas
+    and ``others`` Sentinels (every member but itself, none stale)."""
+    runs = [line for line in steps if line.startswith(f"{step} (")]
+    assert runs and all(" rc=0 " in line + " " for line in runs), runs
+    views = [line for line in steps if line.startswith(f"{step} sentinels:")]
+    assert len(views) == 1, views
+    counts = {" ".join(part.split()[1:]) for part in views[0].split(": ", 1)[1].split(", ")}
+    assert counts == {f"replicas={others} sentinels={others}"}, views[0]
+
+
+def assert_members_agree(lab: Lab, names: list[str]) -> None:
+    """Every member's Sentinel names the same master and lists exactly the other members."""
+    addresses = {lab.ips[name] for name in names}
+
+    def agreed() -> None:
+        masters = {
+            tuple(lab.sentinel_client(name).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME))
+            for name in names
+        }
+        assert len(masters) == 1, masters
+        master = next(iter(masters))[0]
+        for name in names:
+            with lab.sentinel_client(name) as sentinel:
+                replicas = {r["ip"] for r in sentinel.sentinel_slaves(MASTER_NAME)}
+                peers = {s["ip"] for s in sentinel.sentinel_sentinels(MASTER_NAME)}
+            assert replicas == addresses - {master}, (name, replicas)
+            assert peers == addresses - {lab.ips[name]}, (name, peers)
 
     wait_for(agreed)
 

@@ -48,26 +48,30 @@ def _holds(stamp):
     return True
 
 
-def check(state_dir, digest, remove):
-    in_place, removed = [], []
+def _stamps(state_dir):
+    """(part, path) of each stamp in ``state_dir``, by part name; none when it does not exist."""
     try:
         names = sorted(os.listdir(state_dir))
     except OSError:
         names = []
     for name in names:
-        if not name.endswith(".json"):
-            continue
-        path = os.path.join(state_dir, name)
+        if name.endswith(".json"):
+            yield name[: -len(".json")], os.path.join(state_dir, name)
+
+
+def check(state_dir, digest, remove):
+    in_place, removed = [], []
+    for part, path in _stamps(state_dir):
         try:
             with open(path, encoding="utf-8") as handle:
                 stamp = json.load(handle)
         except (OSError, ValueError):
             stamp = None
         if isinstance(stamp, dict) and stamp.get("digest") == digest and _holds(stamp):
-            in_place.append(name[: -len(".json")])
+            in_place.append(part)
         elif remove:
             os.unlink(path)
-            removed.append(name[: -len(".json")])
+            removed.append(part)
     print(json.dumps({"in_place": in_place, "removed": removed}))
 
 
@@ -102,14 +106,9 @@ def record(state_dir, part, digest):
 
 def forget(state_dir):
     removed = []
-    try:
-        names = sorted(os.listdir(state_dir))
-    except OSError:
-        names = []
-    for name in names:
-        if name.endswith(".json"):
-            os.unlink(os.path.join(state_dir, name))
-            removed.append(name[: -len(".json")])
+    for part, path in _stamps(state_dir):
+        os.unlink(path)
+        removed.append(part)
     print(json.dumps({"removed": removed}))
 
 

@@ -7,26 +7,24 @@ many replicas and Sentinels every Sentinel lists.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.molecule.conftest import (
-    MASTER_NAME,
     WORKER_UNIT,
     Drill,
     Lab,
+    assert_members_agree,
     assert_no_acknowledged_job_lost,
+    assert_step_views,
     drill_summary,
-    wait_for,
+    members_now,
+    membership_steps,
 )
 
 pytestmark = pytest.mark.lab
 
-EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 STEPS = ("grow", "retire-master", "replace", "reseed-master")
 
 
@@ -37,15 +35,7 @@ def drill(lab: Lab) -> Drill:
 
 @pytest.fixture(scope="module")
 def steps() -> list[str]:
-    lines = (EPHEMERAL / "members-steps.txt").read_text().splitlines()
-    for line in lines:
-        print(line)
-    return lines
-
-
-def members() -> list[str]:
-    inventory = yaml.safe_load((EPHEMERAL / "members.yml").read_text())
-    return list(inventory["all"]["children"]["redis"]["hosts"])
+    return membership_steps()
 
 
 @pytest.mark.units(WORKER_UNIT, "redis-server", "redis-sentinel")
@@ -68,13 +58,7 @@ def test_the_worker_never_crashed_and_was_restarted_only_by_deploys_that_changed
 
 def test_every_step_succeeded_and_left_every_sentinel_listing_exactly_the_others(steps: list[str]) -> None:
     for step in STEPS:
-        runs = [line for line in steps if line.startswith(f"{step} (")]
-        assert runs and all(" rc=0 " in line + " " for line in runs), runs
-        views = [line for line in steps if line.startswith(f"{step} sentinels:")]
-        assert len(views) == 1, views
-        expected = 3 if step == "grow" else 2
-        counts = {" ".join(part.split()[1:]) for part in views[0].split(": ", 1)[1].split(", ")}
-        assert counts == {f"replicas={expected} sentinels={expected}"}, views[0]
+        assert_step_views(steps, step, 3 if step == "grow" else 2)
 
 
 def test_retiring_the_master_failed_it_over_first(drill: Drill) -> None:
@@ -105,21 +89,4 @@ def test_growing_set_up_the_new_host(steps: list[str]) -> None:
 
 @pytest.mark.units("redis-server", "redis-sentinel")
 def test_the_members_agree_on_the_master_and_list_no_stale_node(lab: Lab) -> None:
-    names = members()
-    addresses = {lab.ips[name] for name in names}
-
-    def agreed() -> None:
-        masters = {
-            tuple(lab.sentinel_client(name).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME))
-            for name in names
-        }
-        assert len(masters) == 1, masters
-        for name in names:
-            with lab.sentinel_client(name) as sentinel:
-                replicas = {r["ip"] for r in sentinel.sentinel_slaves(MASTER_NAME)}
-                peers = {s["ip"] for s in sentinel.sentinel_sentinels(MASTER_NAME)}
-            master = next(iter(masters))[0]
-            assert replicas == addresses - {master}, (name, replicas)
-            assert peers == addresses - {lab.ips[name]}, (name, peers)
-
-    wait_for(agreed)
+    assert_members_agree(lab, members_now())
