@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -405,6 +406,14 @@ def assert_cluster_agrees(lab: Lab, master: str) -> None:
     wait_for(agreed)
 
 
+def assert_worker_restarted_only_by_deploys(drill: Drill, steps: list[str]) -> None:
+    """The worker never crashed; it was restarted only by a deploy that changed app1 (growing or
+    shrinking the cluster changes the app's REDIS_SENTINELS, and the deploy restarts it gracefully)."""
+    assert drill.worker_restarts == 0, "systemd restarted a crashed worker"
+    if len(set(drill.worker_pids)) > 1:
+        assert any(re.search(r"\bapp1 changed=[1-9]", line) for line in steps), (drill.worker_pids, steps)
+
+
 def membership_steps() -> list[str]:
     """The step log of scenarios members and move (members-steps.txt), printed as it is read."""
     lines = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "members-steps.txt").read_text().splitlines()
@@ -421,13 +430,13 @@ def members_now() -> list[str]:
 
 def assert_step_views(steps: list[str], step: str, others: int) -> None:
     """Step ``step`` ran its playbooks with rc=0 and left every Sentinel listing ``others`` replicas
-    and ``others`` Sentinels (every member but itself, none stale)."""
+    and ``others`` Sentinels (every member but itself, none stale), able to authorize a failover."""
     runs = [line for line in steps if line.startswith(f"{step} (")]
     assert runs and all(" rc=0 " in line + " " for line in runs), runs
     views = [line for line in steps if line.startswith(f"{step} sentinels:")]
     assert len(views) == 1, views
     counts = {" ".join(part.split()[1:]) for part in views[0].split(": ", 1)[1].split(", ")}
-    assert counts == {f"replicas={others} sentinels={others}"}, views[0]
+    assert counts == {f"replicas={others} sentinels={others} ckquorum=OK"}, views[0]
 
 
 def assert_members_agree(lab: Lab, names: list[str]) -> None:

@@ -2,7 +2,7 @@
 
 Breaking and restoring go through ``ansible/drill.yml`` (one host, ``drill_step=break|restore``);
 a rolling restart is ``ansible/upgrade.yml`` with forced restarts; a total loss is
-``ansible/backup.yml``, ``ansible/drill_total_loss.yml`` (the wipe) and ``ansible/restore.yml``.
+``ansible/backup.yml``, ``ansible/drill.yml`` (the wipe, kind total-loss) and ``ansible/restore.yml``.
 Which host is which comes from ``ansible-inventory --list``; how apps reach the cluster from
 ``.deploy/<env>/redis-ha.env``, which ``make deploy`` wrote. Parsing both is pure (``parse_env_file``,
 ``hosts_by_address``, ``prometheus_url_from``, ``alert_receiver_url_from``, ``app_host_from``); only
@@ -215,8 +215,12 @@ class HostsBackend:
 
     def break_(self, plan: Plan, target: Address | None) -> str:
         if plan.action == "wipe":
-            self.playbook("drill_total_loss.yml", "", {"drill_confirm_wipe": "yes"})
-            return "ran ansible/drill_total_loss.yml: every Redis node stopped and its RDB and AOF removed"
+            extra = {"drill_step": "break", "drill_kind": "total-loss", "drill_confirm_wipe": "yes"}
+            self.playbook("drill.yml", "redis", extra)
+            return (
+                "ran ansible/drill.yml (total-loss) on group redis:"
+                " every Redis node stopped and its RDB and AOF removed"
+            )
         if plan.action == "rolling-restart":
             self.playbook("upgrade.yml", "", {"redis_force_restart": "true", "sentinel_force_restart": "true"})
             return "ran ansible/upgrade.yml with forced restarts of every redis-server and Sentinel"

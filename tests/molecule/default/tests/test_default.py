@@ -366,7 +366,9 @@ def test_a_deploy_that_would_switch_a_nodes_flavor_in_place_is_refused_before_an
         if other == "valkey" and debian < "13"
         else f"runs {FLAVOR.name} ({FLAVOR.server_package} is installed) and redis_ha_flavor is {other} for it"
     )
-    assert refused in " ".join(deploy.stdout.split()), deploy.stdout[-3000:]
+    # A failed task's message goes to stderr (Molecule's ansible.cfg sets display_failed_stderr).
+    said = " ".join((deploy.stdout + deploy.stderr).split())
+    assert refused in said, said[-3000:]
     assert _main_pids(lab) == pids, "a refused deploy restarted a server or a Sentinel"
     for name in REDIS_HOSTS:
         status = lab.host(name).run(
@@ -393,7 +395,7 @@ def test_a_node_that_cannot_load_the_masters_rdb_is_refused_before_it_gets_a_ser
     try:
         deploy = run_playbook(CONVERGE, "-i", str(extra))
         assert deploy.returncode != 0, deploy.stdout[-3000:]
-        plain = " ".join(deploy.stdout.split())
+        plain = " ".join((deploy.stdout + deploy.stderr).split())
         assert f"refusing to add {new} as a replica: {new} would run valkey 8" in plain, deploy.stdout[-3000:]
         assert "which loads RDB version 11 at most" in plain and "which writes RDB version 12" in plain, plain[-3000:]
         refusal = re.search(r"refusing to add .*?\(README, Moving the cluster to new hosts\)\.", plain)
