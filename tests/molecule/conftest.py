@@ -378,6 +378,13 @@ def assert_no_acknowledged_job_lost(drill: Drill, lab: Lab | None = None) -> Non
     assert drill.finished == drill.acknowledged
 
 
+def assert_every_acknowledged_job_ran_once(drill: Drill, lab: Lab) -> None:
+    """None lost, none run twice, no error surfaced to the producer."""
+    assert_no_acknowledged_job_lost(drill, lab)
+    assert drill.duplicated == []
+    assert drill.producer_errors == 0
+
+
 def assert_worker_rode_through(drill: Drill) -> None:
     assert len(set(drill.worker_pids)) == 1, f"worker MainPID before/after/now: {drill.worker_pids}"
     assert drill.worker_restarts == 0
@@ -414,7 +421,8 @@ def assert_worker_restarted_only_by_deploys(drill: Drill, steps: list[str]) -> N
         assert any(re.search(r"\bapp1 changed=[1-9]", line) for line in steps), (drill.worker_pids, steps)
 
 
-def membership_steps() -> list[str]:
+@pytest.fixture(scope="module")
+def steps() -> list[str]:
     """The step log of scenarios members and move (members-steps.txt), printed as it is read."""
     lines = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "members-steps.txt").read_text().splitlines()
     for line in lines:
