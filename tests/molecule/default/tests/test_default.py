@@ -6,6 +6,7 @@ verifier here); ``FLAVOR`` names the units, packages and paths of the flavor the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -375,6 +376,44 @@ def test_a_deploy_that_would_switch_a_nodes_flavor_in_place_is_refused_before_an
             f"dpkg-query --show --showformat='${{db:Status-Status}}' {other}-server {other}-tools"
         )
         assert "installed" not in status.stdout.replace("not-installed", ""), f"{name}: {status.stdout}"
+
+
+def test_a_deploy_that_would_switch_tls_on_a_running_cluster_is_refused_before_anything_changes(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """TLS stays as the cluster was deployed: the other setting (with TLS files that exist, so the
+    inventory check passes) is refused by every node's preflight, naming both configs, and no
+    server or Sentinel restarts or changes its ports."""
+    want_tls = lab.tls_dir is None
+    extra: dict[str, object] = {"redis_ha_tls": want_tls}
+    if want_tls:
+        for name in ("ca", "cert", "key", "exporter-cert", "exporter-key"):
+            (tmp_path / name).write_text("never read: the deploy is refused first\n")
+        extra |= {
+            "redis_ha_tls_ca_src": str(tmp_path / "ca"),
+            "redis_ha_tls_cert_src": str(tmp_path / "cert"),
+            "redis_ha_tls_key_src": str(tmp_path / "key"),
+            "redis_exporter_tls_cert_src": str(tmp_path / "exporter-cert"),
+            "redis_exporter_tls_key_src": str(tmp_path / "exporter-key"),
+        }
+    configs = [FLAVOR.config_file, FLAVOR.sentinel_config_file]
+
+    def tls_ports() -> dict[str, str]:
+        return {
+            f"{name} {config}": lab.host(name).check_output(f"grep -E '^(port|tls-port) ' {config}")
+            for name in REDIS_HOSTS
+            for config in configs
+        }
+
+    pids, ports = _main_pids(lab), tls_ports()
+    deploy = run_playbook(CONVERGE, "-e", json.dumps(extra))
+    assert deploy.returncode != 0, deploy.stdout[-3000:]
+    said = " ".join((deploy.stdout + deploy.stderr).split())
+    running = "listen in plain text" if want_tls else "listen on TLS only"
+    assert f"redis_ha_tls is {str(want_tls).lower()} but {' and '.join(configs)} {running}" in said, said[-3000:]
+    assert "The kit does not switch TLS on a running cluster" in said, said[-3000:]
+    assert _main_pids(lab) == pids, "a refused deploy restarted a server or a Sentinel"
+    assert tls_ports() == ports
 
 
 @pytest.mark.timeout(600)
