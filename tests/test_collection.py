@@ -118,6 +118,7 @@ def example_inventory(directory: Path, **changes: Any) -> Path:
 def run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [ansible_bin("ansible-playbook"), *args],
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         env=env,

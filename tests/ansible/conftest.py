@@ -103,7 +103,17 @@ def run_playbook(
     elif extra_vars:
         cmd += ["-e", yaml.safe_dump(extra_vars, default_flow_style=True, width=10_000)]
     cmd += list(args)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), cwd=REPO, timeout=120, check=False)
+    # Never the test runner's stdin: Ansible refuses one a previous run left non-blocking.
+    proc = subprocess.run(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
 
 

@@ -222,6 +222,8 @@ def run_playbook(playbook: Path, *args: str, timeout_s: float = 600) -> subproce
             str(playbook),
         ],
         env={**os.environ, "ANSIBLE_CONFIG": str(ephemeral / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"},
+        # Never the test runner's stdin: Ansible refuses one a previous run left non-blocking.
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout_s,
