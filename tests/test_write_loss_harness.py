@@ -6,6 +6,7 @@ blamed on the client under test, not on the counting.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -31,6 +32,19 @@ def test_lost_keys_names_exactly_the_acknowledged_keys_the_master_no_longer_hold
         assert master.exists(*keys) == 0
 
 
+def write_until_refused(client: redis.Redis, stop: threading.Event, acknowledged: list[int]) -> None:
+    """SET a counter on the old master until ``stop`` or the demoted node refuses it (bounded),
+    appending each value whose write was acknowledged."""
+    for n in range(1, 100_000):
+        if stop.is_set():
+            return
+        try:
+            client.set("flowing", n)
+        except redis.RedisError:
+            return
+        acknowledged.append(n)
+
+
 @pytest.mark.integration
 def test_planned_failover_moves_the_master_without_losing_a_write_acknowledged_before_it(
     cluster: LoopbackCluster,
@@ -39,8 +53,17 @@ def test_planned_failover_moves_the_master_without_losing_a_write_acknowledged_b
     with cluster.redis_client(old, user="app") as writer:
         writer.set("before-the-failover", 1)
 
-    with SwitchCounter(cluster) as switches:
-        done = planned_failover(cluster)
+    with SwitchCounter(cluster) as switches, cluster.redis_client(old, user="app") as busy:
+        # Writes keep coming until the script pauses them, so the old master's stream moves
+        # while Sentinel starts the failover.
+        stop, acknowledged = threading.Event(), [0]
+        flow = threading.Thread(target=write_until_refused, args=(busy, stop, acknowledged), daemon=True)
+        flow.start()
+        try:
+            done = planned_failover(cluster)
+        finally:
+            stop.set()
+            flow.join(5)
         new = done.new_master
         cluster.wait_for_master_change(old)
         deadline = time.monotonic() + 5
@@ -49,6 +72,10 @@ def test_planned_failover_moves_the_master_without_losing_a_write_acknowledged_b
 
     assert new != old
     assert 0 < done.found_after_s <= done.unpaused_after_s
+    # Paused before Sentinel sent the replica SLAVEOF NO ONE, and the new master holds every
+    # byte of the old master's stream.
+    assert done.paused_in in {"select_slave", "send_slaveof_noone"}
+    assert done.lost_bytes == 0
     assert len(switches.switches) == 1
     assert switches.switches[0].split()[3:] == [new[0], str(new[1])]
     with cluster.redis_client(old) as demoted:
@@ -58,3 +85,6 @@ def test_planned_failover_moves_the_master_without_losing_a_write_acknowledged_b
             demoted.set("after-the-failover", 1)
     with cluster.redis_client(new, user="app") as master:
         assert lost_keys(master, ["before-the-failover"]) == []
+        # The last write the old master acknowledged is the value the new master holds.
+        assert acknowledged[-1] > 0
+        assert int(master.get("flowing") or 0) == acknowledged[-1]

@@ -3,9 +3,11 @@
 Prints (never asserts):
   1. steady-state SET/s through redis_ha vs plain redis-py straight to the master (ratio);
   2. for N kill -9s of the master, N ``SENTINEL FAILOVER``s and N planned failovers (the kit's own
-     script, ``roles/redis_ha/files/failover.sh``, as restarts, upgrades and retiring run it: writes
-     paused with ``CLIENT PAUSE WRITE``, ``SENTINEL FAILOVER``, the old master made a replica as soon
-     as the promoted replica says so, then unpaused), one row per writer: errors surfaced,
+     script, ``roles/redis_ha/files/failover.sh``, as restarts, upgrades and retiring run it:
+     ``SENTINEL FAILOVER``, writes paused with ``CLIENT PAUSE WRITE`` once Sentinel starts choosing
+     the replica, the old master made a replica as soon as the promoted replica says so, then
+     unpaused; how long writes waited and the bytes of the old master's stream the new master
+     lacked, as the script reports them), one row per writer: errors surfaced,
      longest write gap (p50, max over rounds), writes acknowledged, and acknowledged writes missing
      from the final master once the cluster settled (lost). Writers, each SETting a unique key every
      5 ms from 0.5 s before the failover until the cluster is healthy again (the old master a replica):
@@ -45,7 +47,14 @@ from redis_ha.rq.connection import rq_connection
 from redis_ha.rq.defaults import RQSettings
 
 from tests.support.cluster import DEFAULT_DOWN_AFTER_MS, LoopbackCluster
-from tests.support.write_loss import AckLedger, SwitchCounter, delete_keys, lost_keys, planned_failover
+from tests.support.write_loss import (
+    AckLedger,
+    PlannedFailover,
+    SwitchCounter,
+    delete_keys,
+    lost_keys,
+    planned_failover,
+)
 
 WRITE_INTERVAL_S = 0.005
 MAX_EPISODE_S = 90.0
@@ -59,7 +68,7 @@ BENCH_QUEUE = "bench-durable"
 KINDS = {
     "kill": "kill -9 of the master",
     "failover": "SENTINEL FAILOVER",
-    "planned": "planned failover with the kit's failover.sh (writes paused, SENTINEL FAILOVER, "
+    "planned": "planned failover with the kit's failover.sh (SENTINEL FAILOVER, writes paused, "
     "old master demoted once the promoted replica reports role:master)",
 }
 WRITER_TITLES = {
@@ -202,25 +211,25 @@ class Writers:
         self.queue.connection.close()
 
 
-def trigger(cluster: LoopbackCluster, kind: str) -> float | None:
-    """Start one failover of ``kind`` and return once it is done; for a planned one, how long
-    writes were paused (seconds), else None."""
+def trigger(cluster: LoopbackCluster, kind: str) -> PlannedFailover | None:
+    """Start one failover of ``kind`` and return once it is done; for a planned one, what the
+    script reported, else None."""
     if kind == "kill":
         cluster.wait_for_master_change(cluster.kill_master())
     elif kind == "failover":
         cluster.wait_for_master_change(cluster.sentinel_failover())
     else:
-        return planned_failover(cluster).unpaused_after_s
+        return planned_failover(cluster)
     return None
 
 
 def failover_round(
     cluster: LoopbackCluster, kind: str, number: int, writers: Writers, not_before: float
-) -> tuple[dict[str, Episode], int, float, float | None]:
+) -> tuple[dict[str, Episode], int, float, PlannedFailover | None]:
     """One failover under every chosen writer, started no sooner than ``not_before`` (monotonic).
 
     Returns each writer's episode, the switches seen, when the failover was done (monotonic), and
-    for a planned failover how long writes were paused.
+    for a planned failover what the script reported.
     """
     running = {
         name: LedgerWriter(writers.write_function(name), f"bench:{kind}:{number}:{name}") for name in writers.chosen
@@ -230,7 +239,7 @@ def failover_round(
             writer.start()
         time.sleep(max(LEAD_IN_S, not_before - time.monotonic()))
         old = cluster.master_addr()
-        paused_s = trigger(cluster, kind)
+        planned = trigger(cluster, kind)
         switched_at = time.monotonic()
         if kind == "kill":
             time.sleep(1.0)  # as a supervisor would, a moment later
@@ -248,7 +257,7 @@ def failover_round(
             delete_keys(final, keys)
         if "enqueue" in running:
             delete_keys(final, [f"rq:queue:{BENCH_QUEUE}", *final.scan_iter("redis-ha:rq:enqueued:*", count=1000)])
-    return {name: writer.episode for name, writer in running.items()}, seen, switched_at, paused_s
+    return {name: writer.episode for name, writer in running.items()}, seen, switched_at, planned
 
 
 def summarize(title: str, episodes: list[Episode]) -> str:
@@ -269,13 +278,15 @@ def run_kind(cluster: LoopbackCluster, kind: str, rounds: int, writers: Writers)
     spacing_s = 2 * cluster.failover_timeout_ms / 1000
     results: list[dict[str, Episode]] = []
     doubles = 0
-    pauses: list[float] = []
+    planned_rounds: list[PlannedFailover] = []
     not_before = 0.0
     started = time.monotonic()
     for number in range(1, rounds + 1):
-        episodes, switches, switched_at, paused_s = failover_round(cluster, kind, number, writers, not_before)
-        pause = "" if paused_s is None else f" paused {paused_s:.2f}s |"
-        pauses += [] if paused_s is None else [paused_s]
+        episodes, switches, switched_at, planned = failover_round(cluster, kind, number, writers, not_before)
+        pause = ""
+        if planned is not None:
+            planned_rounds.append(planned)
+            pause = f" paused {planned.unpaused_after_s:.2f}s in {planned.paused_in} lost_bytes {planned.lost_bytes} |"
         # The Sentinels started that failover before it completed: 2 x failover-timeout from then on.
         not_before = switched_at + spacing_s
         results.append(episodes)
@@ -289,9 +300,16 @@ def run_kind(cluster: LoopbackCluster, kind: str, rounds: int, writers: Writers)
         f"\n{rounds} x {KINDS[kind]}, one write every {WRITE_INTERVAL_S * 1000:.0f} ms per writer; "
         f"{doubles} of {rounds} rounds saw a second failover ({time.monotonic() - started:.0f} s in all):"
     )
-    if pauses:
+    if planned_rounds:
+        pauses = [p.unpaused_after_s for p in planned_rounds]
+        steps = ", ".join(
+            f"{step} {sum(p.paused_in == step for p in planned_rounds)}"
+            for step in sorted({p.paused_in for p in planned_rounds})
+        )
         print(
             f"  {'writes paused on the old master':<31} p50 {statistics.median(pauses):5.2f}s max {max(pauses):5.2f}s"
+            f"   <= 0.3 s in {sum(p <= 0.3 for p in pauses)} of {len(pauses)} rounds"
+            f"   paused in: {steps}   lost_bytes {sum(p.lost_bytes for p in planned_rounds)}"
         )
     for name in writers.chosen:
         print(summarize(WRITER_TITLES[name], [episodes[name] for episodes in results]))

@@ -3,9 +3,10 @@
 * ``AckLedger`` records every key a writer got an acknowledgement for; ``lost_keys`` asks the
   final master which of them are missing. A write acknowledged and then absent is a lost write.
 * ``planned_failover`` fails the master over with the kit's own script (``roles/redis_ha/files/
-  failover.sh``, what restarts, upgrades and retiring use on hosts): writes paused on the old
-  master (``CLIENT PAUSE WRITE``), ``SENTINEL FAILOVER``, the old master made a replica of the
-  new one as soon as it is promoted, then writes let through again.
+  failover.sh``, what restarts, upgrades and retiring use on hosts): ``SENTINEL FAILOVER``,
+  writes paused on the old master (``CLIENT PAUSE WRITE``) once Sentinel starts choosing the
+  replica, the old master made a replica of the new one as soon as it is promoted, then writes
+  let through again.
 * ``SwitchCounter`` counts ``+switch-master`` announcements, so a second failover right after the
   first (a just-promoted master judged down) shows up in a round's figures.
 """
@@ -35,11 +36,14 @@ FAILOVER_SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "redis_ha" / "
 @dataclass(frozen=True)
 class PlannedFailover:
     """What ``planned_failover`` did: the new master, and when (seconds after the pause) it was
-    found and writes were let through again."""
+    found and writes were let through again; the step Sentinel's failover was in when writes
+    stopped, and how many bytes of the old master's stream the new master lacked (0: none lost)."""
 
     new_master: Addr
     found_after_s: float
     unpaused_after_s: float
+    paused_in: str
+    lost_bytes: int
 
 
 class AckLedger:
@@ -111,9 +115,10 @@ def run_failover_script(
 def planned_failover(cluster: LoopbackCluster) -> PlannedFailover:
     """Fail the master over with the kit's own script, ``roles/redis_ha/files/failover.sh``.
 
-    Writes wait on the old master from the pause on; it becomes a replica of the new master as
-    soon as the promoted replica reports itself master (or a Sentinel names it), and is then
-    unpaused, so waiting writes get ``READONLY`` and a client retries them on the new master.
+    Writes wait on the old master from the pause on (once Sentinel leaves ``wait_start``); it
+    becomes a replica of the new master as soon as the promoted replica reports itself master (or
+    a Sentinel names it), and is then unpaused, so waiting writes get ``READONLY`` and a client
+    retries them on the new master.
     """
     proc = run_failover_script(cluster)
     report = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
@@ -121,7 +126,7 @@ def planned_failover(cluster: LoopbackCluster) -> PlannedFailover:
         raise ClusterError(f"failover.sh failed: {report.get('error', proc.stderr.strip() or proc.returncode)}")
     host, port = report["new_master"].split()
     found_s, unpaused_s = int(report["found_after_ms"]) / 1000, int(report["unpaused_after_ms"]) / 1000
-    return PlannedFailover((host, int(port)), found_s, unpaused_s)
+    return PlannedFailover((host, int(port)), found_s, unpaused_s, report["paused_in"], int(report["lost_bytes"]))
 
 
 class SwitchCounter:

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Planned failover of the master at SELF_HOST:SELF_PORT with its writes paused: the one script the
 # kit uses (roles/redis_ha/tasks/failover.yml runs it on the node; `make bench` runs it on loopback).
-#  1. CLIENT PAUSE WRITE on the master: from here on its clients wait instead of writing;
-#  2. SENTINEL FAILOVER, asking the next Sentinel when one does not answer (a refusal is final);
+#  1. SENTINEL FAILOVER, asking the next Sentinel when one does not answer (a refusal is final);
+#  2. CLIENT PAUSE WRITE on the master as soon as that Sentinel leaves wait_start. Sentinel takes
+#     one step per tick (every 50-100 ms): select_slave, send_slaveof_noone, then the replica's
+#     promotion, so writes stop at least a tick before a replica is promoted, not three;
 #  3. as soon as a replica reports role:master with the master's replication id as its previous
 #     one (promoted out of this master's stream), or a Sentinel names another master, make this
-#     node a replica of it (REPLICAOF, CONFIG REWRITE) and wait until ROLE says so;
-#  4. CLIENT UNPAUSE, also on every failure: the waiting writes now get READONLY, and clients
-#     retry them on the new master. Nothing acknowledged is lost: the paused node took no write.
+#     node a replica of it (REPLICAOF) and let writes through (CLIENT UNPAUSE, also on every
+#     failure): the waiting writes now get READONLY, and clients retry them on the new master;
+#  4. CONFIG REWRITE (as Sentinel would), and prove nothing acknowledged was lost: the new master
+#     was promoted at or past the offset this node had reached when writes stopped.
 # All in one process, so writes wait tens of milliseconds, not the round trips of one task per step.
 #
 # Usage: failover.sh NAME SELF_HOST SELF_PORT PAUSE_MS WAIT_S SENTINEL_PORT "SENTINELS" "REPLICAS" \
@@ -16,8 +19,9 @@
 #   REPLICAS: host:port of the other nodes;
 #   REDIS_CLI / SENTINEL_CLI: redis-cli and its options (user, --askpass, TLS), passwords not among them.
 # Standard input: the Redis admin user's password, then Sentinel's, one per line.
-# Prints key=value lines (new_master, asked, found_after_ms, unpaused_after_ms); on failure the last
-# line is "error=<what happened and what to check>" and the exit status is not 0.
+# Prints key=value lines (asked, paused_in, new_master, found_after_ms, unpaused_after_ms,
+# lost_bytes); on failure the last line is "error=<what happened and what to check>" and the exit
+# status is not 0.
 set -uo pipefail
 
 if [ "$#" -lt 11 ]; then
@@ -48,54 +52,87 @@ sentinel() {
 }
 field() { sed -n "s/^$1:\\([^[:space:]]*\\).*/\\1/p"; }
 
+# after KEY: the line that follows the line KEY in a --raw reply of field/value lines.
+after() { awk -v key="$1" 'found { print; exit } $0 == key { found = 1 }'; }
+
 replid=$(redis "$self_host" "$self_port" INFO replication | field master_replid)
 [ -n "$replid" ] || fail "$self_host:$self_port did not answer INFO replication as the admin user; writes were not paused"
-
-[ "$(redis "$self_host" "$self_port" CLIENT PAUSE "$pause_ms" WRITE)" = "OK" ] \
-  || fail "$self_host:$self_port refused CLIENT PAUSE WRITE; writes were not paused and nothing changed"
-paused_at=$(now_ms)
-# Whatever happens from here on, writes are let through again.
-unpause() { redis "$self_host" "$self_port" CLIENT UNPAUSE >/dev/null; }
-trap unpause EXIT
 
 asked="" reply=""
 for address in "${sentinels[@]}"; do
   reply=$(sentinel "$address" SENTINEL FAILOVER "$name")
   if [ -n "$reply" ]; then asked=$address; break; fi
 done
-[ -n "$asked" ] || fail "no Sentinel answered SENTINEL FAILOVER ($sentinel_list); $self_host keeps the master role"
-[ "$reply" = "OK" ] || fail "Sentinel $asked refused the failover ($reply), so $self_host keeps the master role; check that a replica is in sync: SENTINEL REPLICAS $name"
+[ -n "$asked" ] || fail "no Sentinel answered SENTINEL FAILOVER ($sentinel_list); $self_host keeps the master role and writes were not paused"
+[ "$reply" = "OK" ] || fail "Sentinel $asked refused the failover ($reply), so $self_host keeps the master role and writes were not paused; check that a replica is in sync: SENTINEL REPLICAS $name"
 echo "asked=$asked"
 
-# The promoted replica says so first; Sentinel names it up to a second later (its next INFO poll).
+# Writes still flow while Sentinel is in wait_start. Anything else (a later step, no answer, the
+# failover already over) pauses them; only a failover Sentinel gave up on leaves them alone.
+state=wait_start
+for _ in $(seq 1 100); do
+  master=$(sentinel "$asked" SENTINEL MASTER "$name")
+  state=$(after failover-state <<<"$master")
+  [ "$state" = "wait_start" ] || break
+  sleep 0.01
+done
+if [ -z "$state" ] && [ -n "$master" ] && [[ $(after flags <<<"$master") != *failover_in_progress* ]]; then
+  read -r -d '' host port < <(sentinel "$asked" SENTINEL GET-MASTER-ADDR-BY-NAME "$name")
+  [ "${host:-}:${port:-}" != "$self_host:$self_port" ] \
+    || fail "Sentinel $asked accepted the failover and then gave it up (its log says why: -failover-abort-*); $self_host keeps the master role and writes were not paused"
+fi
+
+[ "$(redis "$self_host" "$self_port" CLIENT PAUSE "$pause_ms" WRITE)" = "OK" ] \
+  || fail "$self_host:$self_port refused CLIENT PAUSE WRITE while Sentinel $asked fails it over; writes were not paused, so those taken after the promotion are lost"
+paused_at=$(now_ms)
+echo "paused_in=${state:-unknown}"
+# Whatever happens from here on, writes are let through again.
+unpause() { redis "$self_host" "$self_port" CLIENT UNPAUSE >/dev/null; }
+trap unpause EXIT
+# Paused, this node's stream stands still (no writes, no replication pings): the offset the new
+# master must have reached when it was promoted.
+offset=$(redis "$self_host" "$self_port" INFO replication | field master_repl_offset)
+
+# The promoted replica says so first; Sentinel names it up to a second later (its next INFO poll),
+# so the replicas are asked every 10 ms and the Sentinels every tenth round.
 deadline=$(( paused_at + wait_s * 1000 ))
-new=""
+new="" new_info="" round=0
 while [ -z "$new" ] && [ "$(now_ms)" -lt "$deadline" ]; do
   for replica in "${replicas[@]}"; do
     info=$(redis "${replica%:*}" "${replica##*:}" INFO replication)
     if [ "$(field role <<<"$info")" = "master" ] && [ "$(field master_replid2 <<<"$info")" = "$replid" ]; then
-      new="${replica%:*} ${replica##*:}"; break
+      new="${replica%:*} ${replica##*:}" new_info=$info; break
     fi
   done
   [ -n "$new" ] && break
-  for address in "${sentinels[@]}"; do
-    read -r -d '' host port < <(sentinel "$address" SENTINEL GET-MASTER-ADDR-BY-NAME "$name")
-    if [[ ${port:-} =~ ^[0-9]+$ ]] && [ "$host:$port" != "$self_host:$self_port" ]; then new="$host $port"; break; fi
-  done
-  [ -n "$new" ] || sleep 0.05
+  if (( round++ % 10 == 9 )); then
+    for address in "${sentinels[@]}"; do
+      read -r -d '' host port < <(sentinel "$address" SENTINEL GET-MASTER-ADDR-BY-NAME "$name")
+      if [[ ${port:-} =~ ^[0-9]+$ ]] && [ "$host:$port" != "$self_host:$self_port" ]; then new="$host $port"; break; fi
+    done
+  fi
+  [ -n "$new" ] || sleep 0.01
 done
 [ -n "$new" ] || fail "no replica took over and no Sentinel named a master other than $self_host within $wait_s s of the failover Sentinel $asked accepted; $self_host keeps the master role"
 echo "new_master=$new"
 echo "found_after_ms=$(( $(now_ms) - paused_at ))"
 
-# Sentinel converts the old master only seconds after the switch; doing it now (as Sentinel
-# would: REPLICAOF, then CONFIG REWRITE) ends the pause.
+# Sentinel converts the old master only seconds after the switch; doing it now ends the pause.
+# Once REPLICAOF answers OK this node refuses writes (READONLY), so the pause can end.
 [ "$(redis "$self_host" "$self_port" REPLICAOF ${new})" = "OK" ] || fail "$self_host refused REPLICAOF $new"
-[ "$(redis "$self_host" "$self_port" CONFIG REWRITE)" = "OK" ] || fail "$self_host refused CONFIG REWRITE after REPLICAOF $new"
-until [ "$(redis "$self_host" "$self_port" ROLE | head -n 1)" = "slave" ]; do
-  [ "$(now_ms)" -lt "$(( deadline + 5000 ))" ] || fail "$self_host did not report itself a replica of $new in time"
-  sleep 0.02
-done
 unpause
 trap - EXIT
 echo "unpaused_after_ms=$(( $(now_ms) - paused_at ))"
+
+[ "$(redis "$self_host" "$self_port" CONFIG REWRITE)" = "OK" ] || fail "$self_host refused CONFIG REWRITE after REPLICAOF $new"
+[ "$(redis "$self_host" "$self_port" ROLE | head -n 1)" = "slave" ] || fail "$self_host did not report itself a replica of $new after REPLICAOF"
+
+# The new master took over at second_repl_offset - 1; anything this node had past that is lost.
+[ -n "$new_info" ] || new_info=$(redis "${new% *}" "${new#* }" INFO replication)
+promoted_at=$(field second_repl_offset <<<"$new_info")
+[[ ${promoted_at:-} =~ ^[0-9]+$ && ${offset:-} =~ ^[0-9]+$ ]] \
+  || fail "could not read the offsets that prove no write was lost ($self_host: ${offset:-none}, $new: ${promoted_at:-none}); the failover itself is done"
+lost=$(( offset - (promoted_at - 1) ))
+(( lost > 0 )) || lost=0
+echo "lost_bytes=$lost"
+(( lost == 0 )) || fail "$new was promoted $lost bytes short of what $self_host had taken when writes stopped: writes acknowledged just before the failover may be lost; compare the app's records with the data"
