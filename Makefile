@@ -173,6 +173,7 @@ collection: venv
 bench: venv system-deps
 	$(PY) tests/bench/bench_client.py
 	$(PY) tests/bench/bench_rq.py
+	$(PY) tests/bench/bench_idle_worker.py
 
 lab-up: venv system-deps
 	$(PY) tests/lab/lab.py up

@@ -78,6 +78,17 @@ def probe_client(
     )
 
 
+def _replica_list(replicas: Any, *, healthy_only: bool) -> list[Address]:
+    """Addresses from a ``SENTINEL SLAVES`` reply; with ``healthy_only`` those linked and not down."""
+    listed: list[Address] = []
+    for replica in replicas:
+        flags = set(str(replica.get("flags", "")).split(","))
+        link_ok = replica.get("master-link-status", "ok") == "ok"
+        if not healthy_only or (link_ok and not flags & _BAD_REPLICA_FLAGS):
+            listed.append((str(replica["ip"]), int(replica["port"])))
+    return listed
+
+
 class SentinelDirectory:
     """The sentinels we know, and what they say about one monitored master."""
 
@@ -147,17 +158,32 @@ class SentinelDirectory:
             try:
                 replicas: Any = self.client(addr).execute_command("SENTINEL SLAVES", self.master_name)
             except redis.RedisError as exc:
-                if is_auth_failure(exc):
-                    raise AuthError(f"sentinel {format_address(addr)} refused our credentials: {exc}") from exc
+                self._raise_if_refused(addr, exc)
                 continue
-            healthy: list[Address] = []
-            for replica in replicas:
-                flags = set(str(replica.get("flags", "")).split(","))
-                link_ok = replica.get("master-link-status", "ok") == "ok"
-                if not healthy_only or (link_ok and not flags & _BAD_REPLICA_FLAGS):
-                    healthy.append((str(replica["ip"]), int(replica["port"])))
-            return healthy
+            return _replica_list(replicas, healthy_only=healthy_only)
         return []
+
+    def master_and_healthy_replicas(self) -> tuple[Address, list[Address]] | None:
+        """The master and its healthy replicas as one sentinel sees them at one moment (both asked
+        in one pipeline, which a sentinel runs without handling a hello in between); None if no
+        sentinel answers. A sentinel that already follows a new master lists that one's replicas."""
+        for addr in self.addresses:
+            pipe = self.client(addr).pipeline(transaction=False)
+            pipe.execute_command("SENTINEL GET-MASTER-ADDR-BY-NAME", self.master_name)
+            pipe.execute_command("SENTINEL SLAVES", self.master_name)
+            try:
+                master, replicas = pipe.execute()
+            except redis.RedisError as exc:
+                self._raise_if_refused(addr, exc)
+                continue
+            if master:
+                return (str(master[0]), int(master[1])), _replica_list(replicas, healthy_only=True)
+        return None
+
+    @staticmethod
+    def _raise_if_refused(addr: Address, exc: redis.RedisError) -> None:
+        if is_auth_failure(exc):
+            raise AuthError(f"sentinel {format_address(addr)} refused our credentials: {exc}") from exc
 
     def _promote(self, addr: Address) -> None:
         """The spec: the sentinel that answered goes first next time."""

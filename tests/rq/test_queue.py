@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
 
 import pytest
+import redis_ha
+from redis_ha.errors import NotDurable
+from redis_ha.rq import Queue
+from redis_ha.rq.connection import RQRedis
 from redis_ha.rq.defaults import DEFAULT_ENQUEUE_DEDUP_TTL_S, RQSettings
 from redis_ha.rq.enqueue import DEDUP_MARKER_PREFIX, REPLICA_COUNT_CACHE_S
 
@@ -86,3 +91,66 @@ def test_latest_result_waits_its_whole_timeout_on_a_healthy_master(cluster: Loop
     started = time.monotonic()
     assert job.latest_result(timeout=6) is None
     assert 5.5 < time.monotonic() - started < 11.0
+
+
+def _sentinels_see_priority(cluster: LoopbackCluster, replica: tuple[str, int], priority: int) -> bool:
+    for index in range(cluster.num_sentinels):
+        with cluster.sentinel_client(index, decode_responses=True) as sentinel:
+            listed = sentinel.execute_command("SENTINEL REPLICAS", cluster.master_name)
+        seen = {(r["ip"], int(r["port"])): int(r["slave-priority"]) for r in map(_pairs, listed)}
+        if seen.get(replica) != priority:
+            return False
+    return True
+
+
+def _pairs(reply: list[str] | dict[str, str]) -> dict[str, str]:
+    return reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+@pytest.mark.integration
+def test_durable_all_acknowledges_no_job_on_a_master_sentinel_has_already_replaced(cluster: LoopbackCluster) -> None:
+    """Between a replica's promotion and the other replica's move to it, Sentinel already names the
+    new master (its replicas: the other one, still streaming from the old master, and the old
+    master, not linked) while the old master still streams to that other replica. A client that
+    has not heard of the switch yet and writes to the old master must not count one replica as
+    "all": the one that confirms is resynced from the new master and the job is gone.
+
+    The window is held open: the Sentinels' user may not run REPLICAOF on the old master and the
+    replica that stays (and that replica has priority 0, so the other one is promoted), and this
+    client does not watch for +switch-master."""
+    settings = redis_ha.load_settings(env={**cluster.env(), "REDIS_RETRY_DEADLINE": "4"})
+    connection = RQRedis(settings)
+    connection.ha_pool.topology.disable_watcher()
+    queue = Queue("default", connection=connection, durable="all", rq_settings=NO_RETRY)
+    queue.enqueue(jobs.noop, job_id="before")
+    old = cluster.master_node()
+    stays = cluster.replica_nodes()[1]  # the other replica is promoted
+    deny, allow = ("-replicaof", "-slaveof"), ("+replicaof", "+slaveof")
+    with cluster.redis_client(stays) as admin:
+        priority = int(admin.config_get("replica-priority")["replica-priority"])
+        admin.config_set("replica-priority", 0)
+    try:
+        wait_until(lambda: _sentinels_see_priority(cluster, stays.addr, 0), 15, "every Sentinel to see priority 0")
+        for node in (old, stays):
+            with cluster.redis_client(node) as admin:
+                admin.execute_command("ACL SETUSER", cluster.sentinel_user, *deny)
+        cluster.sentinel_failover(cluster.num_sentinels - 1)  # a leader that is not the first one asked
+        cluster.wait_for_master_change(old.addr)
+        acknowledged = []
+        with contextlib.suppress(NotDurable):  # the right answer here; an acknowledgement must hold
+            acknowledged.append(queue.enqueue(jobs.noop, job_id="during").id)
+        # The window was open: the old master still streamed to the replica that stays.
+        with cluster.redis_client(old, decode_responses=True) as admin:
+            info = admin.info("replication")
+        assert info["role"] == "master" and info["slave0"]["port"] == stays.addr[1], info
+    finally:
+        for node in (old, stays):
+            with cluster.redis_client(node, decode_responses=True) as admin:
+                admin.execute_command("ACL SETUSER", cluster.sentinel_user, *allow)
+                assert admin.execute_command("ACL DRYRUN", cluster.sentinel_user, "REPLICAOF", "NO", "ONE") == "OK"
+        with cluster.redis_client(stays) as admin:
+            admin.config_set("replica-priority", priority)
+    cluster.wait_healthy(40)
+    with cluster.redis_client(cluster.master_node()) as final:
+        lost = [job_id for job_id in ["before", *acknowledged] if not final.exists(f"rq:job:{job_id}")]
+    assert lost == [], f"acknowledged durable jobs lost after the second replica resynced: {lost}"

@@ -30,6 +30,7 @@ from redis.client import Pipeline
 from rq.job import Job
 
 from redis_ha.client import HARedis
+from redis_ha.config import Address, format_address
 from redis_ha.errors import NotDurable
 from redis_ha.outbox import OutboxEntry
 from redis_ha.rq.defaults import DEFAULT_ENQUEUE_DEDUP_TTL_S, DURABLE_ALL
@@ -80,24 +81,35 @@ class Enqueuer:
         self.connection = connection
         self.dedup_ttl_s = dedup_ttl_s
         self.script = connection.register_script(ENQUEUE_SCRIPT)
-        self._replicas: tuple[float, int] = (0.0, 0)
+        self._replicas: tuple[float, Address | None, int] = (0.0, None, 0)  # when, for which master, count
 
     def healthy_replicas(self) -> int:
         """Replicas that must confirm a write: the larger of Sentinel's healthy ones and those
-        streaming from the master we write to (cached briefly).
+        streaming from the master we write to (cached briefly, for that master).
 
         Sentinel's count alone fails when the Sentinel that answers is cut off with the old master
         (it sees no healthy replica while the new master has them); the master's count alone is
         unsafe in a planned failover (the replica being promoted has already left the old master,
-        so WAIT for the rest acknowledges writes that are resynced away). Asking for more
-        confirmations than needed only ever costs a retry."""
-        fetched_at, count = self._replicas
-        if time.monotonic() - fetched_at < REPLICA_COUNT_CACHE_S:
+        so WAIT for the rest acknowledges writes that are resynced away). A Sentinel that already
+        names another master lists that one's replicas, possibly fewer than still stream from the
+        node we write to: that node is being replaced, so nothing written there counts (NotDurable,
+        retried on the new master). Asking for more confirmations than needed only costs a retry."""
+        fetched_at, counted_for, count = self._replicas
+        writing_to = self.connection.ha_pool.current_master
+        if counted_for == writing_to and time.monotonic() - fetched_at < REPLICA_COUNT_CACHE_S:
             return count
+        streaming = streaming_replicas(self.connection.info("replication"))
+        writing_to = self.connection.ha_pool.current_master  # the node that INFO came from
         directory = self.connection.ha_pool.topology.directory
-        from_sentinel = len(directory.replica_addresses()) if directory is not None else 0
-        count = max(from_sentinel, streaming_replicas(self.connection.info("replication")))
-        self._replicas = (time.monotonic(), count)
+        seen = directory.master_and_healthy_replicas() if directory is not None else None
+        if seen is not None and seen[0] != writing_to:
+            raise NotDurable(
+                f"Sentinel names {format_address(seen[0])} the master while this client writes to "
+                f"{format_address(writing_to) if writing_to else 'another node'}: a failover is under way, "
+                "and writes to the old master may be resynced away"
+            )
+        count = max(len(seen[1]) if seen is not None else 0, streaming)
+        self._replicas = (time.monotonic(), writing_to, count)
         return count
 
     def send(self, entries: Sequence[OutboxEntry], replicas: int = 0, timeout_ms: int = 1000) -> list[int]:

@@ -129,6 +129,8 @@ echo "unpaused_after_ms=$(( $(now_ms) - paused_at ))"
 
 # The new master took over at second_repl_offset - 1; anything this node had past that is lost.
 [ -n "$new_info" ] || new_info=$(redis "${new% *}" "${new#* }" INFO replication)
+[ "$(field master_replid2 <<<"$new_info")" = "$replid" ] \
+  || fail "$new does not carry $self_host's stream as its previous one (a second failover, or it answered no INFO), so no offset proves the writes kept; the failover itself is done: check SENTINEL MASTER $name"
 promoted_at=$(field second_repl_offset <<<"$new_info")
 [[ ${promoted_at:-} =~ ^[0-9]+$ && ${offset:-} =~ ^[0-9]+$ ]] \
   || fail "could not read the offsets that prove no write was lost ($self_host: ${offset:-none}, $new: ${promoted_at:-none}); the failover itself is done"
