@@ -80,10 +80,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {
         "design: the client is built with retry=/retry_on_timeout=, refused because redis_ha's retry loop "
         "is the only one (it alone knows which commands may run twice)"
     ),
-    r"tests/test_worker_pool\.py::TestWorkerPool::test_check_workers$": (
-        "timing (likely, not proven): a worker's cloned connection asks Sentinel and confirms ROLE before it "
-        "subscribes to its command channel, later than the test's fixed 0.5 s sleep before the shutdown command"
-    ),
 }
 """Test id (a regular expression matched from its start) -> why it fails through redis_ha on purpose."""
 
