@@ -17,7 +17,7 @@ from redis_ha.rq.enqueue import DEDUP_MARKER_PREFIX, REPLICA_COUNT_CACHE_S
 
 from tests.rq import jobs
 from tests.rq.support import ha_queue, run_cli, wait_until, worker_env
-from tests.support.cluster import LoopbackCluster
+from tests.support.cluster import LoopbackCluster, parse_pairs
 
 NO_RETRY = RQSettings(retry_max=0)
 
@@ -97,14 +97,10 @@ def _sentinels_see_priority(cluster: LoopbackCluster, replica: tuple[str, int], 
     for index in range(cluster.num_sentinels):
         with cluster.sentinel_client(index, decode_responses=True) as sentinel:
             listed = sentinel.execute_command("SENTINEL REPLICAS", cluster.master_name)
-        seen = {(r["ip"], int(r["port"])): int(r["slave-priority"]) for r in map(_pairs, listed)}
+        seen = {(r["ip"], int(r["port"])): int(r["slave-priority"]) for r in map(parse_pairs, listed)}
         if seen.get(replica) != priority:
             return False
     return True
-
-
-def _pairs(reply: list[str] | dict[str, str]) -> dict[str, str]:
-    return reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
 
 
 @pytest.mark.integration

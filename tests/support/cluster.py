@@ -420,7 +420,7 @@ class _PortInUseError(ClusterError):
     pass
 
 
-def _parse_pairs(reply: Mapping[Any, Any] | Sequence[Any]) -> dict[str, str]:
+def parse_pairs(reply: Mapping[Any, Any] | Sequence[Any]) -> dict[str, str]:
     """Turn a Sentinel reply into a dict: a RESP3 map, or RESP2's flat [k1, v1, k2, v2, ...]."""
     if isinstance(reply, Mapping):
         return {str(key): str(value) for key, value in reply.items()}
@@ -978,10 +978,10 @@ class LoopbackCluster:
             master = None if reply is None else (str(reply[0]), int(reply[1]))
             if not full:
                 return SentinelState(sentinel.port, master=master)
-            info = _parse_pairs(client.execute_command("SENTINEL", "MASTER", name))
+            info = parse_pairs(client.execute_command("SENTINEL", "MASTER", name))
             replicas = {}
             for entry in client.execute_command("SENTINEL", "REPLICAS", name):
-                view = _parse_pairs(entry)
+                view = parse_pairs(entry)
                 replicas[int(view["port"])] = ReplicaView(
                     flags=frozenset(view["flags"].split(",")),
                     link_ok=view.get("master-link-status") == "ok",
