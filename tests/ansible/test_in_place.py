@@ -87,7 +87,7 @@ def test_recording_a_file_that_is_missing_fails_and_says_which(tmp_path: Path) -
     assert "config.json" in proc.stderr
 
 
-GROUPS = {"redis": ["r1", "r2"], "sentinel": ["r1", "r2"], "backup": ["b1"], "app": ["a1"]}
+GROUPS = {"redis": ["r1", "r2"], "sentinel": ["r1", "r2"], "backup": ["b1"], "app": ["a1", "m1"], "monitoring": ["m1"]}
 NODE_PARTS = ["backup", "redis", "redis_exporter", "sentinel"]
 
 
@@ -100,6 +100,19 @@ def test_a_node_with_every_part_in_place_is_left_out_of_the_node_play_too() -> N
     together = {"backup": ["redis", "backup"]}
     assert in_place.redis_ha_parts_in_place(answers, "r1", GROUPS, together, []) == [*NODE_PARTS, "node"]
     assert in_place.redis_ha_parts_in_place(answers, "a1", GROUPS, together, []) == ["redis_ha_app"]
+
+
+def test_a_monitoring_host_with_prometheus_in_place_is_left_out_of_the_node_play() -> None:
+    """discover.yml prepares monitoring hosts too (site.yml deploys them under strategy free later)."""
+    answers = checks(m1=["alertmanager", "monitoring", "redis_ha_app"])
+    assert in_place.redis_ha_parts_in_place(answers, "m1", GROUPS, {}, []) == [
+        "alertmanager",
+        "monitoring",
+        "redis_ha_app",
+        "node",
+    ]
+    answers = checks(m1=["monitoring", "redis_ha_app"])
+    assert in_place.redis_ha_parts_in_place(answers, "m1", GROUPS, {}, []) == ["monitoring", "redis_ha_app"]
 
 
 def test_backups_count_as_in_place_only_where_every_node_and_the_backup_host_has_them() -> None:

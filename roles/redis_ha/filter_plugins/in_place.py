@@ -112,8 +112,8 @@ def redis_ha_parts_in_place(checks, host, groups, together, always_latest):
 
     checks: {host: the check's output}. A part whose package is kept at the latest version is
     never skipped; a part in together ({part: [groups]}) only where every host of those groups
-    has it in place. "node" is added when every cluster part the host's groups call for is there,
-    so the play that prepares and inspects the nodes can leave it out too.
+    has it in place. "node" is added when every part the host's groups call for is there, on a
+    cluster node or a monitoring host, so the play that prepares them (discover.yml) can leave it out too.
     """
     mine = _in_place(checks.get(host))
     parts = []
@@ -132,8 +132,10 @@ def redis_ha_parts_in_place(checks, host, groups, together, always_latest):
         wanted.add("sentinel")
     if in_redis or in_sentinel:
         wanted.add("redis_exporter")
-        if wanted <= set(parts):
-            parts.append("node")
+    if host in groups.get("monitoring", []):
+        wanted |= {"alertmanager", "monitoring"}
+    if wanted and wanted <= set(parts):
+        parts.append("node")
     return parts
 
 
