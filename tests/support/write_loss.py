@@ -36,13 +36,13 @@ FAILOVER_SCRIPT = Path(__file__).resolve().parents[2] / "roles" / "redis_ha" / "
 @dataclass(frozen=True)
 class PlannedFailover:
     """What ``planned_failover`` did: the new master, and when (seconds after the pause) it was
-    found and writes were let through again; the step Sentinel's failover was in when writes
-    stopped, and how many bytes of the old master's stream the new master lacked (0: none lost)."""
+    found and writes were let through again; how long the replicas took to catch up with the
+    paused master, and how many bytes of the old master's stream the new master lacked (0: none lost)."""
 
     new_master: Addr
     found_after_s: float
     unpaused_after_s: float
-    paused_in: str
+    caught_up_after_s: float
     lost_bytes: int
 
 
@@ -115,10 +115,10 @@ def run_failover_script(
 def planned_failover(cluster: LoopbackCluster) -> PlannedFailover:
     """Fail the master over with the kit's own script, ``roles/redis_ha/files/failover.sh``.
 
-    Writes wait on the old master from the pause on (once Sentinel leaves ``wait_start``); it
-    becomes a replica of the new master as soon as the promoted replica reports itself master (or
-    a Sentinel names it), and is then unpaused, so waiting writes get ``READONLY`` and a client
-    retries them on the new master.
+    Writes wait on the old master from the pause on (before ``SENTINEL FAILOVER``, once every
+    replica has the master's last offset); it becomes a replica of the new master as soon as the
+    promoted replica reports itself master (or a Sentinel names it), and is then unpaused, so
+    waiting writes get ``READONLY`` and a client retries them on the new master.
     """
     proc = run_failover_script(cluster)
     report = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
@@ -126,7 +126,8 @@ def planned_failover(cluster: LoopbackCluster) -> PlannedFailover:
         raise ClusterError(f"failover.sh failed: {report.get('error', proc.stderr.strip() or proc.returncode)}")
     host, port = report["new_master"].split()
     found_s, unpaused_s = int(report["found_after_ms"]) / 1000, int(report["unpaused_after_ms"]) / 1000
-    return PlannedFailover((host, int(port)), found_s, unpaused_s, report["paused_in"], int(report["lost_bytes"]))
+    caught_up_s = int(report["caught_up_after_ms"]) / 1000
+    return PlannedFailover((host, int(port)), found_s, unpaused_s, caught_up_s, int(report["lost_bytes"]))
 
 
 class SwitchCounter:

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Planned failover of the master at SELF_HOST:SELF_PORT with its writes paused: the one script the
 # kit uses (roles/redis_ha/tasks/failover.yml runs it on the node; `make bench` runs it on loopback).
-#  1. SENTINEL FAILOVER, asking the next Sentinel when one does not answer (a refusal is final);
-#  2. CLIENT PAUSE WRITE on the master as soon as that Sentinel leaves wait_start. Sentinel takes
-#     one step per tick (every 50-100 ms): select_slave, send_slaveof_noone, then the replica's
-#     promotion, so writes stop at least a tick before a replica is promoted, not three;
-#  3. as soon as a replica reports role:master with the master's replication id as its previous
+#  1. find a Sentinel that answers (asked before writes stop: a dead one would lengthen the pause);
+#  2. CLIENT PAUSE WRITE on the master, then wait until every replica streaming from it has the
+#     offset it stopped at: Sentinel may promote any of them, and one promoted short of that offset
+#     would drop writes the master had acknowledged (seen under load when writes stopped only once
+#     Sentinel had started: 8 KB lost). A replica still behind after 2 s (or a third of the pause)
+#     ends it all: writes flow again and the node keeps the master role;
+#  3. SENTINEL FAILOVER, asking the next Sentinel when one does not answer (a refusal is final);
+#  4. as soon as a replica reports role:master with the master's replication id as its previous
 #     one (promoted out of this master's stream), or a Sentinel names another master, make this
 #     node a replica of it (REPLICAOF) and let writes through (CLIENT UNPAUSE, also on every
 #     failure): the waiting writes now get READONLY, and clients retry them on the new master;
-#  4. CONFIG REWRITE (as Sentinel would), and prove nothing acknowledged was lost: the new master
+#  5. CONFIG REWRITE (as Sentinel would), and prove nothing acknowledged was lost: the new master
 #     was promoted at or past the offset this node had reached when writes stopped.
 # All in one process, so writes wait tens of milliseconds, not the round trips of one task per step.
 #
@@ -19,7 +22,7 @@
 #   REPLICAS: host:port of the other nodes;
 #   REDIS_CLI / SENTINEL_CLI: redis-cli and its options (user, --askpass, TLS), passwords not among them.
 # Standard input: the Redis admin user's password, then Sentinel's, one per line.
-# Prints key=value lines (asked, paused_in, new_master, found_after_ms, unpaused_after_ms,
+# Prints key=value lines (asked, caught_up_after_ms, new_master, found_after_ms, unpaused_after_ms,
 # lost_bytes); on failure the last line is "error=<what happened and what to check>" and the exit
 # status is not 0.
 set -uo pipefail
@@ -58,40 +61,50 @@ after() { awk -v key="$1" 'found { print; exit } $0 == key { found = 1 }'; }
 replid=$(redis "$self_host" "$self_port" INFO replication | field master_replid)
 [ -n "$replid" ] || fail "$self_host:$self_port did not answer INFO replication as the admin user; writes were not paused"
 
-asked="" reply=""
+asked=""
 for address in "${sentinels[@]}"; do
-  reply=$(sentinel "$address" SENTINEL FAILOVER "$name")
-  if [ -n "$reply" ]; then asked=$address; break; fi
+  if [ -n "$(sentinel "$address" SENTINEL GET-MASTER-ADDR-BY-NAME "$name")" ]; then asked=$address; break; fi
 done
-[ -n "$asked" ] || fail "no Sentinel answered SENTINEL FAILOVER ($sentinel_list); $self_host keeps the master role and writes were not paused"
-[ "$reply" = "OK" ] || fail "Sentinel $asked refused the failover ($reply), so $self_host keeps the master role and writes were not paused; check that a replica is in sync: SENTINEL REPLICAS $name"
-echo "asked=$asked"
-
-# Writes still flow while Sentinel is in wait_start. Anything else (a later step, no answer, the
-# failover already over) pauses them; only a failover Sentinel gave up on leaves them alone.
-state=wait_start
-for _ in $(seq 1 100); do
-  master=$(sentinel "$asked" SENTINEL MASTER "$name")
-  state=$(after failover-state <<<"$master")
-  [ "$state" = "wait_start" ] || break
-  sleep 0.01
-done
-if [ -z "$state" ] && [ -n "$master" ] && [[ $(after flags <<<"$master") != *failover_in_progress* ]]; then
-  read -r -d '' host port < <(sentinel "$asked" SENTINEL GET-MASTER-ADDR-BY-NAME "$name")
-  [ "${host:-}:${port:-}" != "$self_host:$self_port" ] \
-    || fail "Sentinel $asked accepted the failover and then gave it up (its log says why: -failover-abort-*); $self_host keeps the master role and writes were not paused"
-fi
+[ -n "$asked" ] || fail "no Sentinel answered ($sentinel_list); $self_host keeps the master role and writes were not paused"
 
 [ "$(redis "$self_host" "$self_port" CLIENT PAUSE "$pause_ms" WRITE)" = "OK" ] \
-  || fail "$self_host:$self_port refused CLIENT PAUSE WRITE while Sentinel $asked fails it over; writes were not paused, so those taken after the promotion are lost"
+  || fail "$self_host:$self_port refused CLIENT PAUSE WRITE; writes were not paused and it keeps the master role"
 paused_at=$(now_ms)
-echo "paused_in=${state:-unknown}"
 # Whatever happens from here on, writes are let through again.
 unpause() { redis "$self_host" "$self_port" CLIENT UNPAUSE >/dev/null; }
 trap unpause EXIT
-# Paused, this node's stream stands still (no writes, no replication pings): the offset the new
-# master must have reached when it was promoted.
+paused_for() { echo "writes were paused for $(( $(now_ms) - paused_at )) ms and let through again"; }
+# Paused, this node's stream stands still (no writes, no replication pings): the offset every
+# replica must reach before Sentinel may promote one, and the new master must have been promoted at.
 offset=$(redis "$self_host" "$self_port" INFO replication | field master_repl_offset)
+[[ ${offset:-} =~ ^[0-9]+$ ]] || fail "$self_host did not answer INFO replication once paused; $(paused_for), and it keeps the master role"
+
+# A replica seconds behind is in trouble: give up then rather than hold writes for long.
+catch_up_ms=$(( pause_ms / 3 < 2000 ? pause_ms / 3 : 2000 ))
+while :; do
+  behind=""
+  for replica in "${replicas[@]}"; do
+    info=$(redis "${replica%:*}" "${replica##*:}" INFO replication)
+    # A replica that is not streaming (down, or its link broken) is one Sentinel does not promote.
+    [ "$(field role <<<"$info")" = "slave" ] && [ "$(field master_link_status <<<"$info")" = "up" ] || continue
+    got=$(field slave_repl_offset <<<"$info")
+    if [[ ${got:-} =~ ^[0-9]+$ ]] && (( got < offset )); then behind+=" $replica ($(( offset - got )) bytes behind)"; fi
+  done
+  [ -n "$behind" ] || break
+  (( $(now_ms) - paused_at < catch_up_ms )) \
+    || fail "replicas did not catch up with $self_host within $catch_up_ms ms:$behind; $(paused_for), and $self_host keeps the master role; retry once replication lag is lower"
+  sleep 0.005
+done
+echo "caught_up_after_ms=$(( $(now_ms) - paused_at ))"
+
+reply=""
+for address in "$asked" "${sentinels[@]}"; do
+  reply=$(sentinel "$address" SENTINEL FAILOVER "$name")
+  if [ -n "$reply" ]; then asked=$address; break; fi
+done
+[ -n "$reply" ] || fail "no Sentinel answered SENTINEL FAILOVER ($sentinel_list); $(paused_for), and $self_host keeps the master role"
+[ "$reply" = "OK" ] || fail "Sentinel $asked refused the failover ($reply); $(paused_for), and $self_host keeps the master role; check that a replica is in sync: SENTINEL REPLICAS $name"
+echo "asked=$asked"
 
 # The promoted replica says so first; Sentinel names it up to a second later (its next INFO poll),
 # so the replicas are asked every 10 ms and the Sentinels every tenth round.
@@ -110,6 +123,13 @@ while [ -z "$new" ] && [ "$(now_ms)" -lt "$deadline" ]; do
       read -r -d '' host port < <(sentinel "$address" SENTINEL GET-MASTER-ADDR-BY-NAME "$name")
       if [[ ${port:-} =~ ^[0-9]+$ ]] && [ "$host:$port" != "$self_host:$self_port" ]; then new="$host $port"; break; fi
     done
+    # A failover the Sentinel gave up on (-failover-abort-*): it still names this node, with no
+    # failover in progress. No use pausing writes any longer.
+    master=$(sentinel "$asked" SENTINEL MASTER "$name")
+    if [ -z "$new" ] && [ "$(after ip <<<"$master"):$(after port <<<"$master")" = "$self_host:$self_port" ] \
+      && [ -z "$(after failover-state <<<"$master")" ] && [[ $(after flags <<<"$master") != *failover_in_progress* ]]; then
+      fail "Sentinel $asked accepted the failover and then gave it up (its log says why: -failover-abort-*); $(paused_for), and $self_host keeps the master role"
+    fi
   fi
   [ -n "$new" ] || sleep 0.01
 done
