@@ -359,16 +359,19 @@ def where_jobs_are(lab: Lab, job_ids: list[str], queue: str = "default") -> list
     name = next(n for n, ip in lab.ips.items() if ip == host)
     lists = [f"rq:queue:{queue}", f"rq:queue:{queue}:intermediate"]
     registries = [f"rq:{kind}:{queue}" for kind in ("wip", "scheduled", "failed", "finished", "deferred", "canceled")]
+    # Only text fields: a job hash also holds its pickled, compressed call, which does not decode.
+    keep = ("status", "origin", "enqueued_at", "started_at", "ended_at", "worker_name")
     lines = []
     with lab.redis_client(name) as master:
         for job_id in job_ids:
-            job = master.hgetall(f"rq:job:{job_id}")
+            job = dict(zip(keep, master.hmget(f"rq:job:{job_id}", keep), strict=True))
             held = [key for key in lists if master.lpos(key, job_id) is not None]
             held += [key for key in registries if master.zscore(key, job_id) is not None]
-            keep = ("status", "origin", "enqueued_at", "started_at", "ended_at", "worker_name")
-            fields = {k: job.get(k) for k in keep}
-            lines.append(f"{job_id}: {fields if job else 'no job hash'} in {held or 'no list or registry'}")
-    return lines
+            found = job if any(job.values()) else "no job hash"
+            lines.append(f"{job_id}: {found} in {held or 'no list or registry'} on {name}, the master")
+    # What the producer's client said about masters: which node it wrote to, and when it switched.
+    said = lab.host("app1").run("journalctl -u drill-producer --no-pager -o short-precise | grep -i master | tail -40")
+    return [*lines, "drill-producer on masters:", said.stdout]
 
 
 def assert_no_acknowledged_job_lost(drill: Drill, lab: Lab | None = None) -> None:
