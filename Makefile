@@ -25,7 +25,7 @@ BIN := $(VENV)/bin
 ENV ?=
 # Debian packages the kit's own tooling needs on the machine running make.
 APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
-	systemd-container debootstrap dpkg-dev iproute2 iptables openssh-client \
+	systemd-container debootstrap dpkg-dev iproute2 iptables openssh-client openssl \
 	prometheus prometheus-redis-exporter prometheus-alertmanager
 PYTEST_ARGS ?=
 

@@ -104,6 +104,9 @@ class Settings:
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    # (announced port, port to connect to) pairs: while a cluster switches between plain text and
+    # TLS, Sentinel and the nodes still name the ports of the old mode (see dial_address).
+    port_map: tuple[tuple[int, int], ...] = ()
     retry_deadline_s: float = DEFAULT_RETRY_DEADLINE_S
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
     socket_timeout_s: float = DEFAULT_SOCKET_TIMEOUT_S
@@ -121,6 +124,13 @@ class Settings:
     def uses_sentinel(self) -> bool:
         return self.node is None
 
+    def dial_address(self, addr: Address) -> Address:
+        """Where to connect for a node or Sentinel that is named ``addr``: its port in the map, if any."""
+        for announced, dialed in self.port_map:
+            if addr[1] == announced:
+                return (addr[0], dialed)
+        return addr
+
     def describe(self) -> str:
         """One line for logs: where we connect and as whom, secrets masked."""
         where = (
@@ -130,6 +140,8 @@ class Settings:
         )
         auth = f"user '{self.username or 'default'}'" + (" with password ***" if self.password else " without password")
         tls = "TLS on" if self.tls else "TLS off"
+        if self.port_map:
+            tls += " (ports " + ", ".join(f"{a}->{d}" for a, d in self.port_map) + ")"
         return f"{where}, db {self.db}, {auth}, {tls}, retry deadline {self.retry_deadline_s:g}s"
 
 
@@ -175,6 +187,7 @@ _ENV_FIELDS: dict[str, tuple[str, str]] = {
     "REDIS_TLS_CA_FILE": ("tls_ca_file", "file"),
     "REDIS_TLS_CERT_FILE": ("tls_cert_file", "file"),
     "REDIS_TLS_KEY_FILE": ("tls_key_file", "file"),
+    "REDIS_PORT_MAP": ("port_map", "port_map"),
     "REDIS_RETRY_DEADLINE": ("retry_deadline_s", "seconds"),
     "REDIS_CONNECT_TIMEOUT": ("connect_timeout_s", "seconds"),
     "REDIS_SOCKET_TIMEOUT": ("socket_timeout_s", "seconds"),
@@ -333,6 +346,62 @@ def parse_sentinels(text: str, source: str, errors: _Collector) -> tuple[Address
     return tuple(found)
 
 
+_PORT_MAP_EXPECTED = "expected announced=port pairs, e.g. 6379=6380,26379=26380"
+
+
+def parse_port_map(given: object, source: str, errors: _Collector) -> tuple[tuple[int, int], ...] | None:
+    """``6379=6380,26379=26380`` (or a dict of ints) as sorted pairs; ``None`` after reporting a problem.
+
+    A port may be mapped once, to another port that is not mapped again: a chain or a loop would
+    make where a connection goes depend on how often the address was looked up.
+    """
+    pairs: list[tuple[object, object]]
+    if isinstance(given, str):
+        pairs = [part.partition("=")[::2] for part in given.split(",")]
+    elif isinstance(given, Mapping):
+        pairs = list(given.items())
+    else:
+        errors.add(f"{source} is {type(given).__name__} {given!r}; {_PORT_MAP_EXPECTED}, or a dict of ints")
+        return None
+    found: dict[int, int] = {}
+    for announced_given, dialed_given in pairs:
+        ports = [_port(p) for p in (announced_given, dialed_given)]
+        if ports[0] is None or ports[1] is None:
+            errors.add(
+                f"{source} has the entry '{announced_given}={dialed_given}'; {_PORT_MAP_EXPECTED} (ports 1-65535)"
+            )
+            return None
+        announced, dialed = ports[0], ports[1]
+        if announced == dialed:
+            errors.add(f"{source} maps port {announced} to itself; remove that entry")
+            return None
+        if announced in found:
+            errors.add(f"{source} maps port {announced} twice; give each port one target")
+            return None
+        found[announced] = dialed
+    chained = sorted(set(found) & set(found.values()))
+    if chained:
+        errors.add(
+            f"{source} maps port {chained[0]} and also maps another port to it; "
+            "a port to connect to must not be mapped again"
+        )
+        return None
+    return tuple(sorted(found.items()))
+
+
+def _port(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.isdigit():
+            return None
+    if not isinstance(value, str | int):
+        return None
+    number = int(value)
+    return number if 0 < number < 65536 else None
+
+
 def _parse_bool(text: str, source: str, errors: _Collector) -> bool | None:
     value = text.strip().lower()
     if value in _TRUE:
@@ -464,6 +533,8 @@ def _from_env(env: Mapping[str, str], errors: _Collector) -> dict[str, Any]:
             values[name] = _parse_whole(raw, var, errors, minimum=0)
         elif kind in ("seconds", "seconds0"):
             values[name] = _parse_seconds(raw, var, errors, zero_allowed=kind == "seconds0")
+        elif kind == "port_map":
+            values[name] = parse_port_map(raw, var, errors)
         else:
             values[name] = raw
     for var, name in zip(_SECRET_VARS, ("password", "sentinel_password"), strict=True):
@@ -705,6 +776,8 @@ def _from_overrides(overrides: Mapping[str, Any], errors: _Collector) -> dict[st
                 continue
         elif key == "sentinels" and isinstance(given, str):
             value = parse_sentinels(given, "sentinels", errors)
+        elif key == "port_map":
+            value = parse_port_map(given, source, errors)
         elif key in _SECONDS_FIELDS:
             value = _parse_seconds(given, source, errors, zero_allowed=_SECONDS_FIELDS[key])
         elif key in ("db", "watched_sentinels"):
@@ -802,5 +875,7 @@ def _check(s: Settings, errors: _Collector, *, url_given: bool) -> None:
     for key in sorted(k for k in s.extra if k.startswith("ssl_")):
         if not s.tls:
             errors.add(f"keyword argument {key} is set but TLS is off; set tls=True (REDIS_TLS=1) or remove {key}")
+    if s.port_map and not s.sentinels:
+        errors.add("REDIS_PORT_MAP is set without REDIS_SENTINELS; it maps the ports Sentinel names, so remove it")
     if bool(s.tls_cert_file) != bool(s.tls_key_file):
         errors.add("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be set together (client certificate)")

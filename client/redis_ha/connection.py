@@ -117,7 +117,7 @@ class HAConnection(Connection, metaclass=HAConnectionType):
         try:
             route = self._route = self.ha_pool.route()
             self.generation = route.generation
-            self.host, self.port = route.address
+            self.host, self.port = self.ha_pool.settings.dial_address(route.address)
             self._arrival = None
             super().connect_check_health(check_health=check_health, retry_socket_connect=False)
         except Exception as error:

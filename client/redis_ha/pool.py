@@ -122,7 +122,8 @@ class HAConnectionPool(ConnectionPool):
 
     @property
     def last_address(self) -> Address | None:
-        """The node ``connection_kwargs`` name: the one this pool last reached (None before any)."""
+        """The node ``connection_kwargs`` name: the one this pool last reached, at the port it
+        connects to there (see ``Settings.dial_address``); None before any."""
         kwargs = self.connection_kwargs
         addr = (str(kwargs["host"]), int(kwargs["port"]))
         return None if addr[0] == UNRESOLVED_HOST else addr
@@ -135,8 +136,9 @@ class HAConnectionPool(ConnectionPool):
         """Keep ``connection_kwargs`` pointing at the node this pool last reached (keys exist: the
         dict never changes size while redis-py copies it in another thread)."""
         kwargs = self.connection_kwargs
-        if (kwargs["host"], kwargs["port"]) != addr:
-            kwargs["host"], kwargs["port"] = addr
+        dialed = self.settings.dial_address(addr)
+        if (kwargs["host"], kwargs["port"]) != dialed:
+            kwargs["host"], kwargs["port"] = dialed
 
     @property
     def current_master(self) -> Address | None:

@@ -64,9 +64,10 @@ def probe_client(
         username, password = settings.sentinel_username, settings.sentinel_password
     else:
         username, password = settings.username, settings.password
+    host, port = settings.dial_address(addr)
     return redis.Redis(
-        host=addr[0],
-        port=addr[1],
+        host=host,
+        port=port,
         **credentials(username, password),
         socket_timeout=settings.sentinel_timeout_s if socket_timeout_s is None else socket_timeout_s,
         socket_connect_timeout=settings.sentinel_timeout_s,

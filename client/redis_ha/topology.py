@@ -106,6 +106,7 @@ def sharing_key(settings: Settings) -> Hashable:
         s.tls_ca_file,
         s.tls_cert_file,
         s.tls_key_file,
+        s.port_map,
         s.sentinel_timeout_s,
         s.watched_sentinels,
     )

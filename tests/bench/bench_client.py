@@ -68,8 +68,8 @@ BENCH_QUEUE = "bench-durable"
 KINDS = {
     "kill": "kill -9 of the master",
     "failover": "SENTINEL FAILOVER",
-    "planned": "planned failover with the kit's failover.sh (SENTINEL FAILOVER, writes paused, "
-    "old master demoted once the promoted replica reports role:master)",
+    "planned": "planned failover with the kit's failover.sh (writes paused, the replicas caught up, "
+    "SENTINEL FAILOVER, old master demoted once the promoted replica reports role:master)",
 }
 WRITER_TITLES = {
     "ha": "redis_ha SET",

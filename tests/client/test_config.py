@@ -192,6 +192,50 @@ def test_tls_settings_build_tls_connections_for_the_pool_and_the_probes(tmp_path
     assert probe.connection_pool.connection_kwargs["ssl_ca_certs"] == str(tmp_path / "ca.crt")
 
 
+def test_a_port_map_sends_every_connection_to_the_mapped_port_and_keeps_the_others() -> None:
+    """REDIS_PORT_MAP: the pool's connections, the kwargs RQ copies and the probes all dial the
+    mapped port of an announced address; a port the map does not name is dialed as given."""
+    s = load_settings(env={"REDIS_SENTINELS": "10.0.0.1:26379", "REDIS_PORT_MAP": " 6379=6380 , 26379=26380"})
+    assert s.port_map == ((6379, 6380), (26379, 26380))
+    assert "(ports 6379->6380, 26379->26380)" in s.describe()
+    assert s.dial_address(("10.0.0.2", 6379)) == ("10.0.0.2", 6380)
+    assert s.dial_address(("10.0.0.2", 6390)) == ("10.0.0.2", 6390)
+    probe = probe_client(s, ("10.0.0.1", 26379), sentinel=True)
+    assert probe.connection_pool.connection_kwargs["port"] == 26380
+    pool = HAConnectionPool(s)
+    pool.last_address = ("10.0.0.2", 6379)
+    assert pool.last_address == ("10.0.0.2", 6380)
+    pool.last_address = pool.last_address  # what an RQ clone of the pool does: no second mapping
+    assert pool.last_address == ("10.0.0.2", 6380)
+    assert load_settings(sentinels="h:1", port_map={6379: 6380}).port_map == ((6379, 6380),)
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("6379", "REDIS_PORT_MAP has the entry '6379='; expected announced=port pairs"),
+        ("6379=0", "has the entry '6379=0'"),
+        ("6379=x", "has the entry '6379=x'"),
+        ("6379=6379", "maps port 6379 to itself"),
+        ("6379=6380,6379=6381", "maps port 6379 twice"),
+        ("6379=6380,6380=6381", "maps port 6380 and also maps another port to it"),
+    ],
+)
+def test_a_bad_port_map_is_refused_with_what_to_fix(given: str, problem: str) -> None:
+    with pytest.raises(redis_ha.ConfigError) as info:
+        load_settings(env={"REDIS_SENTINELS": "h1:1", "REDIS_PORT_MAP": given})
+    assert problem in str(info.value)
+
+
+def test_a_port_map_needs_sentinels_and_a_keyword_map_of_ints() -> None:
+    with pytest.raises(redis_ha.ConfigError, match="REDIS_PORT_MAP is set without REDIS_SENTINELS"):
+        load_settings(url="redis://h:6379/0", port_map="6379=6380")
+    with pytest.raises(redis_ha.ConfigError, match="keyword argument port_map is list"):
+        load_settings(sentinels="h:1", port_map=[6379, 6380])
+    with pytest.raises(redis_ha.ConfigError, match="has the entry 'True=6380'"):
+        load_settings(sentinels="h:1", port_map={True: 6380})
+
+
 # Passwords never shown, whatever the URL looks like.
 
 PASSWORD_HEAD, PASSWORD_TAIL = "Kx7Qe", "Vm3Tz"
