@@ -188,3 +188,36 @@ def test_four_sentinels_are_accepted_as_a_step_between_three_and_five() -> None:
         }
     )
     assert problems == []
+
+
+SENTINEL_CONF_HALF_MOVED = """\
+port 26379
+tls-port 26380
+sentinel announce-port 26379
+sentinel monitor mymaster 10.0.0.1 6379 2
+sentinel known-replica mymaster 10.0.0.2 6379
+sentinel known-replica mymaster 10.0.0.2 6380
+sentinel known-sentinel mymaster 10.0.0.2 26379 0123456789abcdef0123456789abcdef01234567
+sentinel current-epoch 3
+tls-replication no
+"""
+
+
+def test_a_sentinel_moved_to_tls_names_every_port_at_its_twin_once_and_keeps_its_listeners() -> None:
+    moved = load_plugin("sentinel").sentinel_config_moved
+    text = moved(SENTINEL_CONF_HALF_MOVED, {"6379": "6380", 26379: 26380}, True)
+    assert text.splitlines() == [
+        "port 26379",
+        "tls-port 26380",
+        "sentinel announce-port 26380",
+        "sentinel monitor mymaster 10.0.0.1 6380 2",
+        # The replica was listed at both ports; Sentinel refuses to start with two lines for one address.
+        "sentinel known-replica mymaster 10.0.0.2 6380",
+        "sentinel known-sentinel mymaster 10.0.0.2 26380 0123456789abcdef0123456789abcdef01234567",
+        "sentinel current-epoch 3",
+        "tls-replication yes",
+    ]
+    back = moved(text, {6380: 6379, 26380: 26379}, False)
+    assert "sentinel monitor mymaster 10.0.0.1 6379 2" in back.splitlines()
+    assert back.splitlines()[-1] == "tls-replication no"
+    assert back.count("tls-replication") == 1

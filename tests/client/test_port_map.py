@@ -8,7 +8,6 @@ connect at all (it would speak TLS to a plain port), which is what the map is fo
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,69 +15,10 @@ from pathlib import Path
 import pytest
 import redis_ha
 
-from tests.support.cluster import LoopbackCluster, Node, _free_port
+from tests.support.cluster import LoopbackCluster, Node
+from tests.support.tls import add_tls_listeners, make_certificates
 
-pytestmark = pytest.mark.timeout(120)
-
-
-def _make_certificates(directory: Path) -> dict[str, Path]:
-    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
-    paths = {
-        name: directory / name for name in ("ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key")
-    }
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=redis-ha-kit test CA",
-        "-keyout",
-        str(paths["ca.key"]),
-        "-out",
-        str(paths["ca.crt"]),
-    )
-    for name, extension in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
-        csr = directory / f"{name}.csr"
-        extfile = directory / f"{name}.ext"
-        extfile.write_text(extension + "\n")
-        openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            str(paths[f"{name}.key"]),
-            "-out",
-            str(csr),
-        )
-        openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(csr),
-            "-CA",
-            str(paths["ca.crt"]),
-            "-CAkey",
-            str(paths["ca.key"]),
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            str(extfile),
-            "-out",
-            str(paths[f"{name}.crt"]),
-        )
-    return paths
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")
@@ -86,32 +26,9 @@ def half_switched(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[LoopbackCluster, dict[int, int], dict[str, Path]]]:
     """A cluster whose nodes and Sentinels listen on a TLS port beside their plain one."""
-    certs = _make_certificates(tmp_path_factory.mktemp("certs"))
-    tls_settings = {
-        "tls-cert-file": str(certs["server.crt"]),
-        "tls-key-file": str(certs["server.key"]),
-        "tls-ca-cert-file": str(certs["ca.crt"]),
-    }
+    certs = make_certificates(tmp_path_factory.mktemp("certs"))
     with LoopbackCluster(replicas=1, sentinels=3) as cluster:
-        port_map: dict[int, int] = {}
-        for node in cluster.nodes:
-            tls_port = _free_port()
-            with cluster.redis_client(node) as admin:
-                for key, value in tls_settings.items():
-                    admin.config_set(key, value)
-                admin.config_set("tls-port", tls_port)  # a Redis node takes its TLS listener at run time
-            port_map[node.port] = tls_port
-        for index, sentinel in enumerate(cluster.sentinels):
-            # Sentinel has no CONFIG SET: one at a time, restarted with the listener in its file.
-            tls_port = _free_port()
-            cluster.stop_node(sentinel)
-            with sentinel.config_path.open("a") as config:
-                config.write("".join(f"{key} {value}\n" for key, value in tls_settings.items()))
-                config.write(f"tls-port {tls_port}\n")
-            cluster.start_sentinel(index)
-            port_map[sentinel.port] = tls_port
-        cluster.wait_healthy()
-        yield cluster, port_map, certs
+        yield cluster, add_tls_listeners(cluster, certs), certs
 
 
 def _tls_client(cluster: LoopbackCluster, certs: dict[str, Path], port_map: dict[int, int] | None) -> redis_ha.HARedis:

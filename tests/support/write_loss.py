@@ -3,10 +3,10 @@
 * ``AckLedger`` records every key a writer got an acknowledgement for; ``lost_keys`` asks the
   final master which of them are missing. A write acknowledged and then absent is a lost write.
 * ``planned_failover`` fails the master over with the kit's own script (``roles/redis_ha/files/
-  failover.sh``, what restarts, upgrades and retiring use on hosts): ``SENTINEL FAILOVER``,
-  writes paused on the old master (``CLIENT PAUSE WRITE``) once Sentinel starts choosing the
-  replica, the old master made a replica of the new one as soon as it is promoted, then writes
-  let through again.
+  failover.sh``, what restarts, upgrades and retiring use on hosts): writes paused on the old
+  master (``CLIENT PAUSE WRITE``) until every replica has its last offset, ``SENTINEL FAILOVER``,
+  the old master made a replica of the new one as soon as it is promoted, then writes let
+  through again.
 * ``SwitchCounter`` counts ``+switch-master`` announcements, so a second failover right after the
   first (a just-promoted master judged down) shows up in a round's figures.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,19 +87,32 @@ def delete_keys(client: redis.Redis, keys: Iterable[str]) -> None:
 
 
 def run_failover_script(
-    cluster: LoopbackCluster, *, sentinels: str | None = None, pause_ms: int = PLANNED_PAUSE_MS, wait_s: int = 10
+    cluster: LoopbackCluster,
+    *,
+    sentinels: str | None = None,
+    pause_ms: int = PLANNED_PAUSE_MS,
+    wait_s: int = 10,
+    node_ports: Mapping[int, int] | None = None,
+    redis_cli_options: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run ``failover.sh`` on the cluster's master as the role does (passwords on its standard input).
 
     ``sentinels`` is the list it asks (``host:port`` words); by default every Sentinel of the cluster.
+    A cluster that replicates over TLS gives each node's TLS port (``node_ports``: plain -> TLS)
+    and redis-cli's TLS options; the master is where the Sentinels say it is.
     """
     host, port = cluster.master_addr()
-    others = " ".join(f"{h}:{p}" for h, p in (node.addr for node in cluster.nodes) if (h, p) != (host, port))
+    ports = node_ports or {}
+    others = " ".join(
+        f"{h}:{ports.get(p, p)}"
+        for h, p in (node.addr for node in cluster.nodes)
+        if (h, ports.get(p, p)) != (host, port)
+    )
     if sentinels is None:
         sentinels = " ".join(f"{h}:{p}" for h, p in cluster.sentinel_addrs)
     # redis-cli comes with the redis-server the cluster runs.
     cli = str(Path(cluster.redis_server).with_name("redis-cli"))
-    redis_cli = [cli, "--no-auth-warning", "--user", cluster.admin_user, "--askpass"]
+    redis_cli = [cli, "--no-auth-warning", *redis_cli_options, "--user", cluster.admin_user, "--askpass"]
     sentinel_cli = [cli, "--no-auth-warning", "--askpass"]
     script_args = [cluster.master_name, host, str(port), str(pause_ms), str(wait_s), "26379", sentinels, others]
     return subprocess.run(
@@ -112,7 +125,9 @@ def run_failover_script(
     )
 
 
-def planned_failover(cluster: LoopbackCluster) -> PlannedFailover:
+def planned_failover(
+    cluster: LoopbackCluster, *, node_ports: Mapping[int, int] | None = None, redis_cli_options: Sequence[str] = ()
+) -> PlannedFailover:
     """Fail the master over with the kit's own script, ``roles/redis_ha/files/failover.sh``.
 
     Writes wait on the old master from the pause on (before ``SENTINEL FAILOVER``, once every
@@ -120,7 +135,7 @@ def planned_failover(cluster: LoopbackCluster) -> PlannedFailover:
     promoted replica reports itself master (or a Sentinel names it), and is then unpaused, so
     waiting writes get ``READONLY`` and a client retries them on the new master.
     """
-    proc = run_failover_script(cluster)
+    proc = run_failover_script(cluster, node_ports=node_ports, redis_cli_options=redis_cli_options)
     report = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
     if proc.returncode != 0:
         raise ClusterError(f"failover.sh failed: {report.get('error', proc.stderr.strip() or proc.returncode)}")

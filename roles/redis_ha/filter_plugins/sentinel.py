@@ -4,6 +4,10 @@
 written once (Sentinel rewrites it), so later changes are applied with SENTINEL SET, and only for
 the values that differ: a second deploy changes nothing.
 
+``sentinel_config_moved``: sentinel.conf as a Sentinel is restarted with when a running cluster
+switches TLS on or off (README, "Turning TLS on or off"): every port it names moved to the new
+mode's twin, and ``tls-replication`` for that mode.
+
 ``failover_gate``: when this Sentinel will next agree to start a failover. After it tried one
 (``+try-failover``) or voted in a failover election (``+vote-for-leader``) it refuses to start
 another for 2 x failover-timeout; Sentinel does not report that time, only logs the events.
@@ -11,6 +15,7 @@ another for 2 x failover-timeout; Sentinel does not report that time, only logs 
 
 from __future__ import annotations
 
+import re
 import shlex
 from datetime import datetime, timezone
 from typing import Any
@@ -86,6 +91,37 @@ def failover_gate(journal_lines: list[str], failover_timeout_ms: int | str, now:
     }
 
 
+# The lines of sentinel.conf that name a port of a Redis node or Sentinel, the port as group 2.
+_PORT_LINE = re.compile(
+    r"^(\s*sentinel\s+(?:monitor|known-replica|known-sentinel)\s+\S+\s+\S+\s+)(\d+)(.*)$"
+    r"|^(\s*sentinel\s+announce-port\s+)(\d+)(\s*)$"
+)
+
+
+def sentinel_config_moved(config_text: str, ports: dict[Any, Any], tls: bool) -> str:
+    """``config_text`` with every port of ``ports`` (old -> new) it names replaced, and
+    ``tls-replication`` set to ``tls``; the listeners (``port``, ``tls-port``) are left as they are.
+
+    A Sentinel that has not moved yet has also listed the replicas at their new ports (the master
+    names them there once they replicate in the new mode): each line is kept once, since a second
+    ``known-replica`` line for one address stops Sentinel from starting. Pure.
+    """
+    moves = {int(old): int(new) for old, new in ports.items()}
+    kept: list[str] = []
+    for original in str(config_text).splitlines():
+        match = _PORT_LINE.match(original)
+        if match is None:
+            if not re.match(r"^\s*tls-replication\s", original):
+                kept.append(original)
+            continue
+        head, port, tail = match.group(1, 2, 3) if match[1] is not None else match.group(4, 5, 6)
+        moved = f"{head}{moves.get(int(port), int(port))}{tail}"
+        if moved not in kept:
+            kept.append(moved)
+    kept.append(f"tls-replication {'yes' if tls else 'no'}")
+    return "\n".join(kept) + "\n"
+
+
 def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%H:%M:%S UTC")
 
@@ -94,4 +130,8 @@ class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"redis_ha_sentinel_changes": sentinel_changes, "redis_ha_failover_gate": failover_gate}
+        return {
+            "redis_ha_sentinel_changes": sentinel_changes,
+            "redis_ha_failover_gate": failover_gate,
+            "redis_ha_sentinel_config_moved": sentinel_config_moved,
+        }
