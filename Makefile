@@ -30,7 +30,7 @@ APT_PACKAGES := python3-venv redis-server redis-sentinel redis-tools \
 PYTEST_ARGS ?=
 
 .PHONY: help system-deps venv lint test unit integration ansible-checks bench \
-	deploy upgrade status retire reseed backup restore drill test-drills molecule test-matrix test-ops test-compat \
+	deploy upgrade tls-switch status retire reseed backup restore drill test-drills molecule test-matrix test-ops test-compat \
 	dist collection lab-up lab-down clean
 
 # The comment block at the top of this file, up to its first line that is not a comment.
@@ -121,6 +121,9 @@ OPS_SCENARIOS += backup
 # move: three Debian 12 / Redis 7.0 hosts replaced by three Debian 13 / Valkey 8 hosts (they join,
 # the old replicas are retired, then the old master, failed over to the new side), jobs flowing.
 OPS_SCENARIOS += move
+# tlsswitch: make tls-switch turns TLS on for the running plain-text cluster (new ports), runs again
+# (nothing left), and turns it off again, each followed by a deploy that changes nothing, jobs flowing.
+OPS_SCENARIOS += tlsswitch
 test-ops:
 	@for scenario in $(OPS_SCENARIOS); do \
 		$(MAKE) --no-print-directory molecule SCENARIO=$$scenario || exit $$?; done
@@ -209,6 +212,11 @@ upgrade: venv system-deps
 # Read-only: `redis-ha status` on an app host, and each Sentinel's failover gate from its journal.
 status: venv system-deps
 	$(call run_playbook,ansible/status.yml)
+
+# Switch TLS on or off for a running cluster while jobs flow: set redis_ha_tls and new ports
+# (redis_ha_redis_port, redis_ha_sentinel_port) in the inventory first (README, "Turning TLS on or off").
+tls-switch: venv system-deps
+	$(call run_playbook,ansible/tls_switch.yml)
 
 # Take one Redis and/or Sentinel host out of a running cluster: refused before any change if too
 # few replicas or Sentinels would be left; the master is failed over first; every Sentinel forgets

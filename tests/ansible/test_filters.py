@@ -217,7 +217,60 @@ def test_a_sentinel_moved_to_tls_names_every_port_at_its_twin_once_and_keeps_its
         "sentinel current-epoch 3",
         "tls-replication yes",
     ]
+    unmoved = load_plugin("sentinel").sentinel_config_unmoved
+    assert unmoved(SENTINEL_CONF_HALF_MOVED, {6379: 6380, 26379: 26380}, True)
+    assert not unmoved(text, {6379: 6380, 26379: 26380}, True)
+    # Sentinel rewrites the file in its own order: moved is moved wherever the lines are.
+    assert not unmoved("tls-replication yes\n" + text.replace("tls-replication yes\n", ""), {6379: 6380}, True)
+    assert unmoved(text, {6379: 6380}, False)
     back = moved(text, {6380: 6379, 26380: 26379}, False)
     assert "sentinel monitor mymaster 10.0.0.1 6379 2" in back.splitlines()
     assert back.splitlines()[-1] == "tls-replication no"
     assert back.count("tls-replication") == 1
+
+
+PLAIN_REDIS, PLAIN_SENTINEL = "port 6379\n", "port 26379\n"
+BOTH_REDIS, BOTH_SENTINEL = "port 6379\ntls-port 6380\n", "port 26379\ntls-port 26380\n"
+TLS_REDIS, TLS_SENTINEL = "port 0\ntls-port 6380\n", "port 0\ntls-port 26380\n"
+
+
+def _plan(configs: dict[str, tuple[str | None, str | None]], tls: bool = True) -> dict[str, Any]:
+    plan = load_plugin("tls_switch").tls_switch_plan
+    return plan({h: {"redis": r, "sentinel": s} for h, (r, s) in configs.items()}, tls, 6380, 26380)  # type: ignore[no-any-return]
+
+
+def test_a_switch_to_tls_starts_from_the_plain_ports_goes_on_half_way_and_ends_with_nothing_old() -> None:
+    start = _plan({"n1": (PLAIN_REDIS, PLAIN_SENTINEL), "n2": (PLAIN_REDIS, PLAIN_SENTINEL)})
+    assert start == {
+        "old": {"redis": 6379, "sentinel": 26379},
+        "done": False,
+        "problems": [],
+        "map": {"6379": 6380, "26379": 26380},
+    }
+    # Interrupted half way: one node closed its old port already, the others still have theirs.
+    halfway = _plan({"n1": (TLS_REDIS, TLS_SENTINEL), "n2": (BOTH_REDIS, BOTH_SENTINEL)})
+    assert halfway["old"] == {"redis": 6379, "sentinel": 26379}
+    assert not halfway["done"] and not halfway["problems"]
+    assert _plan({"n1": (TLS_REDIS, TLS_SENTINEL), "n2": (TLS_REDIS, TLS_SENTINEL)})["done"]
+    back = _plan({"n1": (TLS_REDIS, TLS_SENTINEL)}, tls=False)
+    assert back["problems"] == [
+        "redis_ha_redis_port is 6380, the port n1's redis serves TLS on: one port cannot serve both while the cluster "
+        "moves; choose a free port for plain text, e.g. 6381.",
+        "redis_ha_sentinel_port is 26380, the port n1's sentinel serves TLS on: one port cannot serve both while the "
+        "cluster moves; choose a free port for plain text, e.g. 26381.",
+    ]
+
+
+def test_a_switch_that_cannot_be_done_says_what_to_fix() -> None:
+    same_port = _plan({"n1": ("port 6380\n", PLAIN_SENTINEL)})
+    assert "redis_ha_redis_port is 6380, the port n1's redis serves plain text on" in same_port["problems"][0]
+    moved = _plan({"n1": ("port 0\ntls-port 6390\n", TLS_SENTINEL)})
+    assert moved["problems"] == [
+        "n1's redis serves TLS on port 6390, not redis_ha_redis_port 6380: the kit does not move a port within one "
+        "mode; set redis_ha_redis_port back to 6390."
+    ]
+    apart = _plan({"n1": (PLAIN_REDIS, PLAIN_SENTINEL), "n2": ("port 6378\n", PLAIN_SENTINEL)})
+    assert "serve plain text on different ports (6378, 6379)" in apart["problems"][0]
+    missing = _plan({"n1": (None, PLAIN_SENTINEL)})
+    assert missing["problems"][0].startswith("n1 has no redis config yet")
+    assert not missing["done"]

@@ -142,6 +142,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "redis_ha_sentinel_view_split": sentinel_view_split,
+            "redis_ha_sentinel_instances": _instances,
             "redis_ha_sentinel_stale_entries": sentinel_stale_entries,
             "redis_ha_sentinel_missing_members": sentinel_missing_members,
             "redis_ha_membership_problems": membership_problems,

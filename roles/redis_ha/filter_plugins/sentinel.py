@@ -122,6 +122,21 @@ def sentinel_config_moved(config_text: str, ports: dict[Any, Any], tls: bool) ->
     return "\n".join(kept) + "\n"
 
 
+def sentinel_config_unmoved(config_text: str, ports: dict[Any, Any], tls: bool) -> bool:
+    """Whether ``sentinel_config_moved`` has work left in ``config_text``: a line still names an
+    old port, or ``tls-replication`` (no when absent) is not yet the mode's. Pure."""
+    olds = {int(old) for old in ports}
+    replication = "no"
+    for line in str(config_text).splitlines():
+        match = _PORT_LINE.match(line)
+        if match and int(match[2] if match[1] is not None else match[5]) in olds:
+            return True
+        words = line.split()
+        if len(words) == 2 and words[0] == "tls-replication":
+            replication = words[1].strip('"')
+    return replication != ("yes" if tls else "no")
+
+
 def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%H:%M:%S UTC")
 
@@ -134,4 +149,5 @@ class FilterModule:
             "redis_ha_sentinel_changes": sentinel_changes,
             "redis_ha_failover_gate": failover_gate,
             "redis_ha_sentinel_config_moved": sentinel_config_moved,
+            "redis_ha_sentinel_config_unmoved": sentinel_config_unmoved,
         }

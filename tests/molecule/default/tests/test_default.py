@@ -411,7 +411,8 @@ def test_a_deploy_that_would_switch_tls_on_a_running_cluster_is_refused_before_a
     said = " ".join((deploy.stdout + deploy.stderr).split())
     running = "listen in plain text" if want_tls else "listen on TLS only"
     assert f"redis_ha_tls is {str(want_tls).lower()} but {' and '.join(configs)} {running}" in said, said[-3000:]
-    assert "The kit does not switch TLS on a running cluster" in said, said[-3000:]
+    assert "A deploy does not switch TLS on a running cluster" in said, said[-3000:]
+    assert "run make tls-switch ENV=..." in said, said[-3000:]
     assert _main_pids(lab) == pids, "a refused deploy restarted a server or a Sentinel"
     assert tls_ports() == ports
 

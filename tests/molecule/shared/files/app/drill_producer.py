@@ -3,8 +3,10 @@
     python drill_producer.py DIR [--max-seconds S] [--interval S]
 
 Writes each acknowledged job id to DIR/acked.log (fsync'd: an id there is a job the app was told
-is safe), stops when DIR/stop exists or after --max-seconds, then writes DIR/producer.json:
-acknowledged, errors, and the longest gap between two acknowledgements (the write gap).
+is safe), stops when DIR/stop exists, after --max-seconds or on SIGTERM, then writes
+DIR/producer.json: acknowledged, errors, and the longest gap between two acknowledgements (the
+write gap). A producer restarted in the same DIR (as make tls-switch restarts the apps) adds its
+figures to the ones its predecessor wrote, the gap across the restart included.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import argparse
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -30,13 +34,21 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    summary_path = args.dir / "producer.json"
+    before = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     queue = Queue("default")
     acked = 0
     errors: list[str] = []
-    longest_gap_s = 0.0
-    started = last_ack = time.monotonic()
+    # A predecessor's last acknowledgement starts the clock: the restart is part of the gap.
+    longest_gap_s = float(before.get("write_gap_s", 0.0))
+    started = time.monotonic()
+    last_ack = started - max(0.0, time.time() - float(before.get("last_ack_at", time.time())))
     with (args.dir / "acked.log").open("a") as log:
-        while not (args.dir / "stop").exists() and time.monotonic() - started < args.max_seconds:
+        while (
+            not stopping.is_set() and not (args.dir / "stop").exists() and time.monotonic() - started < args.max_seconds
+        ):
             try:
                 job = queue.enqueue(JOB, str(args.dir / "executions.log"))  # by name: the worker has redis_ha
             except RedisHAError as exc:
@@ -50,8 +62,15 @@ def main() -> int:
             os.fsync(log.fileno())
             acked += 1
             time.sleep(args.interval)
-    summary = {"acknowledged": acked, "errors": errors[-20:], "error_count": len(errors), "write_gap_s": longest_gap_s}
-    (args.dir / "producer.json").write_text(json.dumps(summary) + "\n")
+    summary = {
+        "acknowledged": acked + int(before.get("acknowledged", 0)),
+        "errors": (list(before.get("errors", [])) + errors)[-20:],
+        "error_count": len(errors) + int(before.get("error_count", 0)),
+        "write_gap_s": longest_gap_s,
+        "last_ack_at": time.time() - (time.monotonic() - last_ack),
+        "runs": int(before.get("runs", 0)) + 1,
+    }
+    summary_path.write_text(json.dumps(summary) + "\n")
     return 0
 
 
