@@ -214,9 +214,14 @@ status: venv system-deps
 	$(call run_playbook,ansible/status.yml)
 
 # Switch TLS on or off for a running cluster while jobs flow: set redis_ha_tls and new ports
-# (redis_ha_redis_port, redis_ha_sentinel_port) in the inventory first (README, "Turning TLS on or off").
+# (redis_ha_redis_port, redis_ha_sentinel_port) in the inventory first (README, "Turning TLS on or
+# off"). PAUSE=apps stops once the apps can move, for clients the kit does not run; run it again after.
+PAUSE ?=
+comma := ,
 tls-switch: venv system-deps
-	$(call run_playbook,ansible/tls_switch.yml)
+	@if [ -n "$(PAUSE)" ] && [ "$(PAUSE)" != apps ]; then \
+		echo "PAUSE is '$(PAUSE)': the switch can stop only after the apps moved (PAUSE=apps), or not at all."; exit 2; fi
+	$(call run_playbook,ansible/tls_switch.yml $(if $(PAUSE),--tags always$(comma)$(PAUSE)))
 
 # Take one Redis and/or Sentinel host out of a running cluster: refused before any change if too
 # few replicas or Sentinels would be left; the master is failed over first; every Sentinel forgets

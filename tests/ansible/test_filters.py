@@ -254,16 +254,18 @@ def test_a_switch_to_tls_starts_from_the_plain_ports_goes_on_half_way_and_ends_w
     assert _plan({"n1": (TLS_REDIS, TLS_SENTINEL), "n2": (TLS_REDIS, TLS_SENTINEL)})["done"]
     back = _plan({"n1": (TLS_REDIS, TLS_SENTINEL)}, tls=False)
     assert back["problems"] == [
-        "redis_ha_redis_port is 6380, the port n1's redis serves TLS on: one port cannot serve both while the cluster "
-        "moves; choose a free port for plain text, e.g. 6381.",
-        "redis_ha_sentinel_port is 26380, the port n1's sentinel serves TLS on: one port cannot serve both while the "
-        "cluster moves; choose a free port for plain text, e.g. 26381.",
+        "redis_ha_redis_port is 6380, the port redis serves TLS on (on n1): one port cannot serve both while the "
+        "cluster moves; choose a free port for plain text, e.g. 6381.",
+        "redis_ha_sentinel_port is 26380, the port sentinel serves TLS on (on n1): one port cannot serve both while "
+        "the cluster moves; choose a free port for plain text, e.g. 26381.",
     ]
 
 
 def test_a_switch_that_cannot_be_done_says_what_to_fix() -> None:
-    same_port = _plan({"n1": ("port 6380\n", PLAIN_SENTINEL)})
-    assert "redis_ha_redis_port is 6380, the port n1's redis serves plain text on" in same_port["problems"][0]
+    same_port = _plan({"n1": ("port 6380\n", PLAIN_SENTINEL), "n2": ("port 6380\n", PLAIN_SENTINEL)})
+    assert same_port["problems"][0].startswith(
+        "redis_ha_redis_port is 6380, the port redis serves plain text on (on n1, n2)"
+    )
     moved = _plan({"n1": ("port 0\ntls-port 6390\n", TLS_SENTINEL)})
     assert moved["problems"] == [
         "n1's redis serves TLS on port 6390, not redis_ha_redis_port 6380: the kit does not move a port within one "

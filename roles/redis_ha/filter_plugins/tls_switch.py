@@ -40,6 +40,7 @@ def tls_switch_plan(
     mode, old_mode = ("TLS", "plain text") if tls else ("plain text", "TLS")
     problems: list[str] = []
     old_ports: dict[str, set[int]] = {"redis": set(), "sentinel": set()}
+    on_old_port: dict[str, list[str]] = {"redis": [], "sentinel": []}
     for host in sorted(configs):
         for service, variable in _SERVICES:
             if service not in configs[host]:
@@ -59,14 +60,16 @@ def tls_switch_plan(
                     f"does not move a port within one mode; set {variable} back to {new_open}."
                 )
             if old_open == target[service]:
-                problems.append(
-                    f"{variable} is {target[service]}, the port {host}'s {service} serves {old_mode} on: one port "
-                    f"cannot serve both while the cluster moves; choose a free port for {mode}, e.g. "
-                    f"{target[service] + 1}."
-                )
+                on_old_port[service].append(host)
             elif old_open:
                 old_ports[service].add(old_open)
     for service, variable in _SERVICES:
+        if on_old_port[service]:
+            problems.append(
+                f"{variable} is {target[service]}, the port {service} serves {old_mode} on (on "
+                f"{', '.join(on_old_port[service])}): one port cannot serve both while the cluster moves; choose a "
+                f"free port for {mode}, e.g. {target[service] + 1}."
+            )
         if len(old_ports[service]) > 1:
             listed = ", ".join(str(p) for p in sorted(old_ports[service]))
             problems.append(
