@@ -74,6 +74,16 @@ class Writer(threading.Thread):
             time.sleep(WRITE_INTERVAL_S)
 
 
+def _wait_for_acknowledged(writer: Writer, count: int, timeout_s: float = 30.0) -> None:
+    """Until ``writer`` has ``count`` writes acknowledged (or has failed: the caller's asserts say how)."""
+    deadline = time.monotonic() + timeout_s
+    while len(writer.acknowledged) < count and writer.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(writer.acknowledged) >= count, (
+        f"{len(writer.acknowledged)} of {count} writes acknowledged in {timeout_s:.0f} s"
+    )
+
+
 def assert_every_acknowledged_write_present(cluster: LoopbackCluster, writer: Writer) -> None:
     master = admin_of(cluster, cluster.master_addr())
     keys = [f"w:{n}" for n in writer.acknowledged]
@@ -97,15 +107,16 @@ def test_kill_master_during_writes_surfaces_no_error_and_keeps_acknowledged_writ
     writer = Writer(client)
     with caplog.at_level(logging.INFO, logger="redis_ha"):
         writer.start()
-        time.sleep(0.5)
+        # Counted, not timed: a loaded machine only takes longer.
+        _wait_for_acknowledged(writer, 50)
         old = cluster.kill_master()
         new = cluster.wait_for_master_change(old)
-        time.sleep(1.0)
+        _wait_for_acknowledged(writer, len(writer.acknowledged) + 50)
         writer.stop_event.set()
         writer.join(LOOP_LIMIT_S)
     assert writer.errors == []
     assert client.master_address == new
-    assert len(writer.acknowledged) > 100
+    assert len(writer.acknowledged) >= 100
     assert_every_acknowledged_write_present(cluster, writer)
     # One line per state change, never one per retry.
     lost = [r for r in caplog.records if r.getMessage().startswith("Lost the master")]

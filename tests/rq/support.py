@@ -140,15 +140,19 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str, inter
 
 
 def kill_master_under_load(
-    cluster: LoopbackCluster, producer: Producer, record: Path, *, warm_up_s: float, drain_limit_s: float
+    cluster: LoopbackCluster, producer: Producer, record: Path, *, drain_limit_s: float, jobs_each_side: int = 25
 ) -> set[str]:
-    """Run ``producer`` for ``warm_up_s``, kill -9 the master, keep producing 2 s on the new one,
-    then wait until every acknowledged job has run; return the acknowledged job ids."""
+    """Start ``producer``; once it has ``jobs_each_side`` jobs acknowledged, kill -9 the master; keep
+    producing on the new one until as many more are; then wait until every acknowledged job has run.
+    Returns the acknowledged job ids. Counted, not timed: a loaded machine only takes longer."""
     producer.start()
-    time.sleep(warm_up_s)
+    wait_until(lambda: len(producer.acknowledged) >= jobs_each_side, 30.0, "jobs acknowledged before the kill")
     old = cluster.kill_master()
     cluster.wait_for_master_change(old)
-    time.sleep(2.0)
+    switched_at = len(producer.acknowledged)
+    wait_until(
+        lambda: len(producer.acknowledged) >= switched_at + jobs_each_side, 30.0, "jobs acknowledged after the kill"
+    )
     acknowledged = producer.stop()
     wait_until(
         lambda: acknowledged <= set(jobs.executions(str(record))),

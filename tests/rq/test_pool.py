@@ -55,7 +55,7 @@ def test_a_pool_of_three_rides_through_a_master_kill_with_ha_connections_and_sto
         )
         workers = processes.children(pool.pid)
         producer = Producer(queue, record, func=jobs.record_where, args=(0.1,))
-        acknowledged = kill_master_under_load(cluster, producer, record, warm_up_s=1.5, drain_limit_s=DRAIN_LIMIT_S)
+        acknowledged = kill_master_under_load(cluster, producer, record, drain_limit_s=DRAIN_LIMIT_S)
 
         def all_finished() -> bool:
             fetched = Job.fetch_many(sorted(acknowledged), connection=queue.connection)
@@ -94,7 +94,7 @@ def test_a_pool_of_three_rides_through_a_master_kill_with_ha_connections_and_sto
         f"jobs per worker {sorted(sum(1 for f in ran if int(f[4]) == pid) for pid in workers)}"
     )
     assert producer.errors == []
-    assert len(acknowledged) > 50
+    assert len(acknowledged) >= 50
     # Every work-horse ran its job on a Sentinel-aware connection, and every worker ran jobs.
     assert {(fields[2], fields[3]) for fields in ran} == {("RQRedis", "HAConnectionPool")}
     assert horse_parents == workers

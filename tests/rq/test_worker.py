@@ -70,7 +70,7 @@ def test_a_multi_queue_worker_keeps_its_pid_through_a_master_kill_and_runs_every
     with worker_process(cluster, log_path, queues=PRIORITY) as worker:
         pid = worker.pid
         producer = Producer(queues, record, func=jobs.record_where)
-        acknowledged = kill_master_under_load(cluster, producer, record, warm_up_s=1.0, drain_limit_s=DRAIN_LIMIT_S)
+        acknowledged = kill_master_under_load(cluster, producer, record, drain_limit_s=DRAIN_LIMIT_S)
         reader = queues[0].connection
 
         def all_finished() -> bool:
