@@ -138,6 +138,17 @@ class Switch:
                 total += int(client.info("stats")["sync_full"])
         return total
 
+    def resync_reasons(self) -> str:
+        """What the nodes' logs say about every full resync and refused partial one (for a failure)."""
+        marks = ("Full resync", "Partial resynchronization not", "PSYNC", "MASTER <-> REPLICA sync started")
+        lines = [
+            f"{node.name}: {line}"
+            for node in self.cluster.nodes
+            for line in node.log_path.read_text(errors="replace").splitlines()
+            if any(mark in line for mark in marks)
+        ]
+        return "\n".join(lines)
+
     def move_replication(self, *, tls: bool) -> None:
         """Every node replicates in the new mode; the replicas re-point at the master's port in it."""
         master = self.master(tls=True)
@@ -260,7 +271,9 @@ def test_tls_goes_on_and_off_on_a_running_cluster_with_writes_flowing_and_none_l
     with pytest.raises(redis.ConnectionError), switch.node_client(switch.cluster.nodes[0], tls=False) as plain:
         plain.ping()
     switch.fail_over(tls=True)
-    assert switch.full_syncs(tls=True) == full_syncs, "a node resynced in full while TLS went on"
+    assert switch.full_syncs(tls=True) == full_syncs, (
+        f"a node resynced in full while TLS went on:\n{switch.resync_reasons()}"
+    )
 
     switch.plain_listeners(open_=True)  # off: the same steps backwards
     writers.append(Writer(switch.app_client(tls=False, port_map={t: p for p, t in switch.twin.items()}), "back"))
@@ -283,6 +296,6 @@ def test_tls_goes_on_and_off_on_a_running_cluster_with_writes_flowing_and_none_l
     assert [w.errors for w in writers] == [[], [], []]
     assert all(writer.acknowledged for writer in writers)
     assert missing == []
-    assert switch.full_syncs(tls=False) == full_syncs
+    assert switch.full_syncs(tls=False) == full_syncs, f"a node resynced in full:\n{switch.resync_reasons()}"
     # A plain-text Sentinel "fixes" a replica that points elsewhere once failover-timeout has passed.
     assert max(moved_in_s, moved_back_in_s) < FAILOVER_TIMEOUT_MS / 1000 / 2
